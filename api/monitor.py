@@ -1,0 +1,28 @@
+"""Monitoring: stream statistics and a health probe."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint
+
+from .ext import current
+
+bp = Blueprint("monitor", __name__)
+
+
+@bp.get("/api/sse/stats")
+def stats() -> dict[str, Any]:
+    ext = current()
+    return ext.streams.stats(agent.name for agent in ext.registry.list())
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, Any]:
+    ext = current()
+    return {
+        "status": "ok",
+        "agents": len(ext.registry.list()),
+        "clients": ext.streams.client_count,
+        "uptime_s": round(time.time() - ext.streams.started_at, 3),
+    }

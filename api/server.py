@@ -1,0 +1,146 @@
+"""Run the application under gevent's WSGI server until SIGINT or SIGTERM.
+
+Shutdown is graceful: stop accepting, stop every agent with its grace period (their final
+events still reach the streams), end every stream, flush history.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import resource
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Callable
+
+import gevent
+import gevent.event
+from gevent.pywsgi import WSGIServer
+
+from supervisor.config import Config
+from supervisor.exceptions import ConfigError
+
+from . import create_app
+from .ext import EXTENSION, Supervisor
+from .handler import StreamingHandler
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 4096
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one: each stream client is a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a :class:`ConfigError` that says what to do about it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use (is another agent-supervisor running?);"
+                " choose another with --port"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def demo_agent() -> dict[str, object]:
+    """The agent ``serve --demo`` starts: scripts/demo_agent.py, restarted whenever it ends."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "demo_agent.py"
+    return {
+        "name": "demo",
+        "command": [sys.executable, "-u", str(script)],
+        "restart": {"mode": "always", "max_restarts": 1000, "backoff_s": 2, "backoff_max_s": 2},
+    }
+
+
+def run_server(config: Config, ready: Callable[[str], None] | None = None, demo: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM. ``ready(url)`` is called once the socket listens; ``demo``
+    starts the demo agent (replacing an earlier one of that name).
+
+    Raises :class:`ConfigError` for a non-loopback address without a token (unless
+    ``config.insecure``) and for a port that is taken.
+    """
+    if not is_loopback(config.host) and not config.token and not config.insecure:
+        raise ConfigError(
+            f"refusing to listen on {config.host} without a token: anyone on the network could run"
+            " commands. Set --token (or AGENT_SUPERVISOR_TOKEN), or pass --insecure if you mean it"
+        )
+    raise_fd_limit()
+    listener = bind(config.host, config.port)
+    app = create_app(config)
+    ext: Supervisor = app.extensions[EXTENSION]
+    server = WSGIServer(
+        listener, app, handler_class=StreamingHandler, log=_AccessLog(), error_log=_ErrorLog()
+    )
+    stopping = gevent.event.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stopping.set)
+    server.start()
+    host, port = listener.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    log.info("serving on %s (data in %s)", url, config.data_dir)
+    if demo:
+        if "demo" in ext.registry and ext.registry.get("demo").active:
+            ext.registry.stop("demo", wait=True)
+        ext.registry.create(demo_agent())
+    if ready is not None:
+        ready(url)
+    try:
+        stopping.wait()
+        log.info("shutting down: stopping agents")
+    finally:
+        server.close()  # stop accepting
+        ext.registry.shutdown()
+        ext.streams.close()
+        server.stop(timeout=2)
+        log.info("stopped")
+
+
+class _AccessLog:
+    """pywsgi writes one line per request here; it goes to the ``api.access`` logger."""
+
+    _log = logging.getLogger("api.access")
+
+    def write(self, line: str) -> None:
+        self._log.info(line.rstrip("\n"))
+
+
+class _ErrorLog:
+    _log = logging.getLogger("api.server")
+
+    def write(self, text: str) -> None:
+        text = text.rstrip("\n")
+        if text:
+            self._log.error(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()

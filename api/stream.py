@@ -1,0 +1,65 @@
+"""The SSE endpoints: one agent's stream, and every agent's. The streaming itself is the
+:class:`~api.sse_manager.SSEManager`'s; these views only check the request and hand it over."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, request
+
+from .auth import cors_headers
+from .errors import ApiError
+from .ext import current
+from .handler import DETACH_KEY
+
+bp = Blueprint("stream", __name__, url_prefix="/api")
+
+_ID = re.compile(r"\d{1,18}")
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None or raw == "":
+        raw = request.args.get("last_event_id")
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not _ID.fullmatch(raw):
+        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID must be a non-negative integer, not {raw[:40]!r}")
+    return int(raw)
+
+
+def _stream(agent: str | None, last_id: int | None) -> Response:
+    ext = current()
+    refused = ext.streams.over_limit(agent)
+    if refused:
+        raise ApiError(503, "too_many_clients", refused + "; retry later", {"Retry-After": "5"})
+    detach = request.environ.get(DETACH_KEY)
+    if detach is None:
+        raise ApiError(500, "streams_unsupported", "streams need the server's own WSGI server (agent-supervisor serve)")
+    plain = request.args.get("strip_ansi", "").lower() in ("1", "true", "yes")
+    headers = cors_headers(ext.config.cors_origins, request.headers.get("Origin"))
+    ext.streams.serve(
+        detach(),
+        agent=agent,
+        last_id=last_id,
+        remote_addr=request.remote_addr or "-",
+        plain=plain,
+        extra_headers=headers.items(),
+    )
+    return Response(status=200)  # not sent: the connection is no longer pywsgi's
+
+
+@bp.get("/agents/<name>/stream")
+def agent_stream(name: str) -> Response:
+    ext = current()
+    agent = ext.registry.get(name)
+    last_id = _last_event_id()
+    if last_id is not None and not agent.active and last_id >= ext.registry.eventlog.last_id(name):
+        # Done, and the client has it all: 204 tells EventSource to stop reconnecting.
+        return Response(status=204)
+    return _stream(name, last_id)
+
+
+@bp.get("/stream")
+def all_stream() -> Response:
+    return _stream(None, _last_event_id())

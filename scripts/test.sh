@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up everything the tests need, then run the whole suite: type checks, pytest (unit,
+# real-PTY, real-server and headless-Chromium tests) and the curl smoke test.
+# Screenshots and logs go to $CI_OUTPUT_DIR (default ./ci-output).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh test
+
+# Debian's Chromium for the browser tests (never a browser downloaded by a test tool).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver with apt-get ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: /usr/bin/chromium is missing: run 'sudo apt-get install chromium chromium-driver'" \
+         "for the browser tests (they are skipped without it, and fail under CI=true)" >&2
+  fi
+fi
+
+# The real codex CLI, pinned, into .tools/ (ignored by git), for tests/test_real_tools.py.
+codex_version=0.169.0
+if [ ! -x .tools/node_modules/.bin/codex ] && command -v npm >/dev/null; then
+  echo "setup: installing @openai/codex@$codex_version into .tools/ ..." >&2
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error "@openai/codex@$codex_version" >/dev/null \
+    || echo "setup: could not install @openai/codex (its tests will say so)" >&2
+fi
+
+export CI_OUTPUT_DIR="${CI_OUTPUT_DIR:-$PWD/ci-output}"
+mkdir -p "$CI_OUTPUT_DIR"
+.venv/bin/mypy
+.venv/bin/pytest "$@"
+if [ -f scripts/test_sse.sh ]; then
+  bash scripts/test_sse.sh
+fi

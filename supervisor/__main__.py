@@ -1,0 +1,8 @@
+"""``python -m supervisor``: the same as the ``agent-supervisor`` command."""
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

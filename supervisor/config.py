@@ -1,0 +1,378 @@
+"""The supervisor's settings, and the profiles that agents are started from.
+
+Precedence, lowest first: defaults in code < the TOML file < ``AGENT_SUPERVISOR_<FIELD>``
+environment variables < keyword overrides (command-line flags; ``None`` means "not given").
+Every value is checked when loaded, and a bad one raises :class:`ConfigError` naming the key,
+where it came from and the value, so the server never starts half-configured.
+
+Profiles merge instead of replacing: ``[profiles.codex]`` with only ``command`` keeps the
+built-in codex extractors. A new profile without ``extractors`` gets ``default_extractors``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .exceptions import ConfigError, InvalidExtractor, UnknownProfile
+from .extractors import compile_extractors
+from .profiles import GENERIC, builtin_profiles
+
+ENV_PREFIX = "AGENT_SUPERVISOR_"
+#: Names a config file when ``load_config`` is given no path (a missing one is then an error).
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ORIGIN = re.compile(r"\*|https?://[^/\s?#]+")
+_PROFILE_KEYS = frozenset({"command", "extractors", "env", "description"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How to start one kind of agent: ``command`` is followed by the agent's own ``args``."""
+
+    name: str
+    command: list[str]
+    extractors: list[dict[str, str]]
+    env: dict[str, str]
+    description: str
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/agent-supervisor``, else ``~/.local/state/agent-supervisor``."""
+    state = environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(state):  # the XDG spec says to ignore a relative one
+        return Path(state) / "agent-supervisor"
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "state" / "agent-supervisor"
+
+
+def _builtin(environ: Mapping[str, str]) -> Mapping[str, Profile]:
+    return MappingProxyType({
+        name: Profile(name=name, **spec) for name, spec in builtin_profiles(environ).items()
+    })
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8151
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    token: str | None = None
+    queue_size: int = 100  # events per SSE client queue
+    queue_bytes: int = 1 << 20  # bytes per SSE client queue
+    keepalive_s: float = 15.0
+    retry_ms: int = 3000
+    history_size: int = 10000  # events kept in memory per agent
+    max_line_length: int = 65536
+    partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
+    stop_grace_s: float = 5.0
+    max_clients: int = 10000
+    max_clients_per_agent: int = 5000
+    max_agents: int = 1000
+    max_body_bytes: int = 1 << 20
+    cors_origins: tuple[str, ...] = ()
+    insecure: bool = False
+    default_extractors: tuple[dict[str, str], ...] = field(
+        default_factory=lambda: tuple(dict(spec) for spec in GENERIC)
+    )
+    profiles: Mapping[str, Profile] = field(default_factory=lambda: _builtin(os.environ))
+
+    def profile(self, name: str) -> Profile:
+        """The profile called ``name``; raises :class:`UnknownProfile` listing the known ones."""
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise UnknownProfile(f"unknown profile {name!r} (known: {known})") from None
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-ready, for display: no token, and profile env values masked."""
+        shown: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "token":
+                shown["token_set"] = value is not None
+            elif item.name == "data_dir":
+                shown["data_dir"] = str(value)
+            elif item.name == "cors_origins":
+                shown["cors_origins"] = list(value)
+            elif item.name == "default_extractors":
+                shown["default_extractors"] = [dict(spec) for spec in value]
+            elif item.name == "profiles":
+                shown["profiles"] = {
+                    name: {
+                        "command": list(profile.command),
+                        "extractors": [dict(spec) for spec in profile.extractors],
+                        # Profile env often carries API keys: show which, never their values.
+                        "env": {key: "***" for key in profile.env},
+                        "description": profile.description,
+                    }
+                    for name, profile in value.items()
+                }
+            else:
+                shown[item.name] = value
+        return shown
+
+
+# Each field's kind, which says how its value is read from TOML, from text and checked.
+_KINDS: dict[str, str] = {
+    "host": "host", "port": "int", "data_dir": "path", "token": "token",
+    "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
+    "history_size": "int", "max_line_length": "int", "partial_line_s": "float",
+    "stop_grace_s": "float", "max_clients": "int", "max_clients_per_agent": "int",
+    "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins", "insecure": "bool",
+    "default_extractors": "extractors", "profiles": "profiles",
+}
+# (lowest, highest) allowed; ints and floats not listed here must be positive.
+_RANGES: dict[str, tuple[float, float]] = {
+    "port": (0, 65535),  # 0: any free port
+    "retry_ms": (0, math.inf),
+    "partial_line_s": (0, math.inf),  # 0: show text without a newline at once
+    "stop_grace_s": (0, math.inf),  # 0: SIGKILL at once
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Config:
+    """Build a :class:`Config` from defaults, a TOML file, the environment and ``overrides``.
+
+    ``path`` defaults to ``$AGENT_SUPERVISOR_CONFIG``, else to
+    ``$XDG_CONFIG_HOME/agent-supervisor/config.toml`` (or ``~/.config/...``) if that exists.
+    A file named explicitly must exist. Raises :class:`ConfigError`; reads files, never writes.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    profile_layers: list[tuple[str, dict[str, dict[str, Any]]]] = []
+
+    def apply(key: str, raw: object, source: str, base: Path | None) -> None:
+        if key not in _KINDS:
+            known = ", ".join(sorted(_KINDS))
+            raise ConfigError(f"unknown setting {key!r} ({source}); known settings: {known}")
+        value = _coerce(key, raw, source, base)
+        if key == "profiles":
+            profile_layers.append((source, value))
+        else:
+            values[key] = value
+
+    config_path = _find_config(path, environ)
+    if config_path is not None:
+        for key, raw in _read_toml(config_path).items():
+            apply(key, raw, f"in {config_path}", config_path.parent)
+    for key in _KINDS:
+        text = environ.get(ENV_PREFIX + key.upper())
+        if text:  # an empty variable counts as unset
+            apply(key, text, f"from ${ENV_PREFIX}{key.upper()}", None)
+    for key, raw in overrides.items():
+        if raw is not None:
+            apply(key, raw, "from the command line", None)
+
+    if "data_dir" not in values:
+        values["data_dir"] = default_data_dir(environ)
+    defaults = values.setdefault("default_extractors", tuple(dict(spec) for spec in GENERIC))
+    values["profiles"] = _merge_profiles(builtin_profiles(environ), profile_layers, defaults)
+    return Config(**values)
+
+
+def _find_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    if path is None and environ.get(CONFIG_ENV):
+        path = environ[CONFIG_ENV]
+    if path is not None:
+        named = Path(path).expanduser()
+        if not named.is_file():
+            raise ConfigError(f"config file {str(named)!r} does not exist or is not a file")
+        return named
+    base = environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME")
+        if not home:
+            return None
+        base = os.path.join(home, ".config")
+    implicit = Path(base) / "agent-supervisor" / "config.toml"
+    return implicit if implicit.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _bad(key: str, why: str, raw: object, source: str) -> ConfigError:
+    return ConfigError(f"{key}: {why}, got {raw!r} ({source})")
+
+
+def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
+    """``raw`` (a TOML value, or text from the environment or a flag) as ``key``'s type."""
+    kind = _KINDS[key]
+    if kind in ("int", "float"):
+        return _number(key, kind, raw, source)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        word = raw.strip().lower() if isinstance(raw, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise _bad(key, "must be true or false", raw, source)
+    if kind == "host":
+        if not isinstance(raw, str) or not raw or any(char.isspace() for char in raw):
+            raise _bad(key, "must be a host name or address", raw, source)
+        return raw
+    if kind == "token":
+        if not isinstance(raw, str) or not raw or not raw.isprintable() or " " in raw:
+            raise _bad(key, "must be a non-empty string without spaces", "<hidden>", source)
+        return raw
+    if kind == "path":
+        if not isinstance(raw, str) or not raw:
+            raise _bad(key, "must be a directory path", raw, source)
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (base or Path.cwd()) / path
+    if kind == "origins":
+        return _origins(key, raw, source)
+    # Structured settings come as TOML tables or, from text, as JSON.
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise _bad(key, "must be JSON", raw, source) from None
+    if kind == "extractors":
+        return tuple(_extractors(key, raw, source))
+    return _profile_tables(key, raw, source)
+
+
+def _number(key: str, kind: str, raw: object, source: str) -> int | float:
+    value: int | float
+    if isinstance(raw, str):
+        try:
+            value = int(raw.strip()) if kind == "int" else float(raw.strip())
+        except ValueError:
+            raise _bad(key, f"must be {'an integer' if kind == 'int' else 'a number'}", raw,
+                       source) from None
+    elif isinstance(raw, bool) or not isinstance(raw, (int, float)) or (
+        kind == "int" and isinstance(raw, float)
+    ):
+        raise _bad(key, f"must be {'an integer' if kind == 'int' else 'a number'}", raw, source)
+    else:
+        value = float(raw) if kind == "float" else raw
+    low, high = _RANGES.get(key, (0, math.inf))
+    positive = key not in _RANGES
+    if not math.isfinite(value) or value < low or value > high or (positive and value <= 0):
+        if positive:
+            why = "must be more than 0"
+        elif high == math.inf:
+            why = f"must be {low:g} or more"
+        else:
+            why = f"must be between {low:g} and {high:g}"
+        raise _bad(key, why, raw, source)
+    return value
+
+
+def _origins(key: str, raw: object, source: str) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = [part.strip() for part in raw.split(",") if part.strip()]
+    elif isinstance(raw, (list, tuple)):
+        items = list(raw)
+    else:
+        raise _bad(key, "must be a list of origins", raw, source)
+    for item in items:
+        if not isinstance(item, str) or not _ORIGIN.fullmatch(item):
+            raise _bad(key, "each origin must be * or scheme://host[:port] with no path", item,
+                       source)
+    return tuple(str(item) for item in items)
+
+
+def _extractors(key: str, raw: object, source: str) -> list[dict[str, str]]:
+    try:
+        if not isinstance(raw, (list, tuple)):
+            raise InvalidExtractor("extractors must be a list of {name, pattern, flags} objects")
+        return compile_extractors(raw).specs()
+    except InvalidExtractor as exc:
+        raise ConfigError(f"{key}: {exc} ({source})") from None
+
+
+def _profile_tables(key: str, raw: object, source: str) -> dict[str, dict[str, Any]]:
+    """Each ``[profiles.NAME]`` table, checked; only the fields it gives."""
+    if not isinstance(raw, Mapping):
+        raise _bad(key, "must be a table of [profiles.NAME] tables", raw, source)
+    tables: dict[str, dict[str, Any]] = {}
+    for name, table in raw.items():
+        where = f"profiles.{name}"
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise _bad(where, "profile names are 1 to 64 letters, digits or '_-.'", name, source)
+        if not isinstance(table, Mapping):
+            raise _bad(where, "must be a table", table, source)
+        unknown = sorted(str(item) for item in table if item not in _PROFILE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} ({source}); "
+                f"allowed: {', '.join(sorted(_PROFILE_KEYS))}"
+            )
+        checked: dict[str, Any] = {}
+        if "command" in table:
+            command = table["command"]
+            if (not isinstance(command, list) or not command
+                    or not all(isinstance(arg, str) and arg for arg in command)):
+                raise _bad(f"{where}.command", "must be a non-empty list of strings", command,
+                           source)
+            checked["command"] = list(command)
+        if "extractors" in table:
+            checked["extractors"] = _extractors(f"{where}.extractors", table["extractors"], source)
+        if "env" in table:
+            checked["env"] = _env(f"{where}.env", table["env"], source)
+        if "description" in table:
+            if not isinstance(table["description"], str):
+                raise _bad(f"{where}.description", "must be a string", table["description"],
+                           source)
+            checked["description"] = table["description"]
+        tables[name] = checked
+    return tables
+
+
+def _env(key: str, raw: object, source: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        raise _bad(key, "must be a table of NAME = \"value\"", raw, source)
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise _bad(key, "variable names must be non-empty, without '=' or NUL", name, source)
+        if not isinstance(value, str) or "\0" in value:
+            raise _bad(f"{key}.{name}", "must be a string without NUL", value, source)
+    return dict(raw)
+
+
+def _merge_profiles(
+    builtins: Mapping[str, Mapping[str, Any]],
+    layers: list[tuple[str, dict[str, dict[str, Any]]]],
+    default_extractors: tuple[dict[str, str], ...],
+) -> Mapping[str, Profile]:
+    merged: dict[str, dict[str, Any]] = {name: dict(spec) for name, spec in builtins.items()}
+    for source, tables in layers:
+        for name, table in tables.items():
+            if name not in merged and "command" not in table:
+                raise ConfigError(f"profiles.{name}: a new profile needs a command ({source})")
+            merged.setdefault(name, {}).update(table)
+    return MappingProxyType({
+        name: Profile(
+            name=name,
+            command=list(spec["command"]),
+            extractors=[dict(item) for item in spec.get("extractors", default_extractors)],
+            env=dict(spec.get("env", {})),
+            description=str(spec.get("description", "")),
+        )
+        for name, spec in merged.items()
+    })

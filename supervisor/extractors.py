@@ -1,0 +1,326 @@
+"""Named regular expressions run on every line of an agent's output.
+
+An extractor is ``{"name": "npm.error_code", "pattern": "...", "flags": "i"}``; each match on a
+line's ANSI-free text becomes an :class:`Extraction`. Patterns run on google-re2, a linear-time
+engine, because users supply them and they run on the hub: under Python's backtracking ``re``,
+``(a+)+$`` against a long line of ``a`` would stall every agent and every client. RE2 has no
+backreferences and no lookaround; a pattern that uses them is refused with a message saying so.
+
+Almost every line matches nothing, and each call into the re2 wrapper costs microseconds, so
+:meth:`ExtractorSet.scan` first asks one ``re2.Set`` of all the patterns which of them match at
+all (one pass in C over the line) and runs only those.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import re2
+
+from .exceptions import InvalidExtractor
+
+#: Longest pattern accepted, in characters.
+MAX_PATTERN_LENGTH = 4096
+#: Most extractors in one set: each one the prefilter reports costs a full regex run.
+MAX_EXTRACTORS = 100
+#: Most matches one extractor reports on one line (a pattern that matches everywhere, such as
+#: ``\w``, would otherwise turn a 64 KiB line into 64 Ki events).
+MAX_MATCHES_PER_LINE = 20
+
+_KEYS = frozenset({"name", "pattern", "flags"})
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Canonical order of the flag letters; RE2 takes them as an inline ``(?ims)`` prefix.
+_FLAG_ORDER = "ims"
+_FLAG_NAMES = {
+    "i": "i", "ignorecase": "i", "ignore_case": "i",
+    "s": "s", "dotall": "s",
+    "m": "m", "multiline": "m",
+}
+_PY_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE}
+# The wrapper's own unanchored-search constant, for the fast path in _find_spans.
+_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """One match of one extractor on one line."""
+
+    name: str
+    #: The ``value`` named group if the pattern has one, else group 1, else the whole match; the
+    #: empty string when that group did not take part in the match.
+    value: str
+    #: Every named group; ``None`` for one that did not take part in the match.
+    groups: dict[str, str | None]
+
+
+class _Extractor:
+    __slots__ = ("flags", "name", "named_groups", "pattern", "regex", "value_group")
+
+    def __init__(self, name: str, pattern: str, flags: str, regex: Any) -> None:
+        self.name = name
+        self.pattern = pattern
+        self.flags = flags
+        self.regex = regex
+        index: dict[str, int] = regex.groupindex
+        self.value_group: int = index.get("value", 1 if regex.groups else 0)
+        self.named_groups = tuple(sorted(index.items(), key=lambda item: item[1]))
+
+
+class ExtractorSet:
+    """A compiled, immutable list of extractors; safe to share between agents.
+
+    Built by :func:`compile_extractors`, which caches sets by their specs, so a thousand agents
+    on one profile share one set.
+    """
+
+    __slots__ = ("_extractors", "_prefilter")
+
+    def __init__(self, extractors: tuple[_Extractor, ...]) -> None:
+        self._extractors = extractors
+        self._prefilter = _build_prefilter(extractors)
+
+    def scan(self, text: str) -> list[Extraction]:
+        """Every match of every extractor on one line, in extractor order, then match order.
+
+        An extractor reports at most :data:`MAX_MATCHES_PER_LINE` matches per line; empty
+        matches are skipped. Never raises on any ``str``, lone surrogates included.
+        """
+        if not self._extractors:
+            return []
+        # Encoded once and reused: the wrapper would encode a str again on every call.
+        data = text.encode("utf-8", "surrogatepass")
+        if self._prefilter is None:
+            hits: Iterable[int] = range(len(self._extractors))
+        else:
+            found = self._prefilter.Match(data)
+            if not found:
+                return []
+            hits = sorted(found)
+        found_all: list[Extraction] = []
+        for index in hits:
+            extractor = self._extractors[index]
+            for spans in itertools.islice(_find_spans(extractor, data), MAX_MATCHES_PER_LINE):
+                start, end = spans[0]
+                if start == end:
+                    continue
+                groups = {name: _group(data, spans[at]) for name, at in extractor.named_groups}
+                value = _group(data, spans[extractor.value_group]) or ""
+                found_all.append(Extraction(extractor.name, value, groups))
+        return found_all
+
+    def specs(self) -> list[dict[str, str]]:
+        """``[{"name", "pattern", "flags"}]``, flags as canonical letters (``""`` for none)."""
+        return [{"name": e.name, "pattern": e.pattern, "flags": e.flags} for e in self._extractors]
+
+    def names(self) -> list[str]:
+        return [extractor.name for extractor in self._extractors]
+
+    def __len__(self) -> int:
+        return len(self._extractors)
+
+    def __repr__(self) -> str:
+        return f"<ExtractorSet {self.names()!r}>"
+
+
+def compile_extractors(specs: Iterable[Mapping[str, object]]) -> ExtractorSet:
+    """Validate and compile extractor specs; raises :class:`InvalidExtractor` naming the culprit.
+
+    A spec is ``{"name": str, "pattern": str, "flags": str | list[str]}`` (flags optional):
+    letters from ``"ims"`` or names such as ``"IGNORECASE"``, ``"DOTALL"``, ``"MULTILINE"``.
+    """
+    if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
+        raise InvalidExtractor("extractors must be a list of {name, pattern, flags} objects")
+    normalized = tuple(_normalize(position, spec) for position, spec in enumerate(specs))
+    if len(normalized) > MAX_EXTRACTORS:
+        raise InvalidExtractor(
+            f"too many extractors: {len(normalized)} (at most {MAX_EXTRACTORS})"
+        )
+    seen: set[str] = set()
+    for name, _, _ in normalized:
+        if name in seen:
+            raise InvalidExtractor(f"extractor {name!r}: the name is used twice")
+        seen.add(name)
+    return _build(normalized)
+
+
+def _normalize(position: int, spec: object) -> tuple[str, str, str]:
+    if not isinstance(spec, Mapping):
+        raise InvalidExtractor(
+            f"extractor #{position + 1}: must be an object with name and pattern, "
+            f"not {type(spec).__name__}"
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidExtractor(
+            f"extractor #{position + 1}: name {name!r} must be 1 to 64 letters, digits or '_-.'"
+        )
+    unknown = sorted(str(key) for key in spec if key not in _KEYS)
+    if unknown:
+        raise InvalidExtractor(
+            f"extractor {name!r}: unknown key(s) {', '.join(unknown)} "
+            "(allowed: name, pattern, flags)"
+        )
+    pattern = spec.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise InvalidExtractor(f"extractor {name!r}: pattern must be a non-empty string")
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise InvalidExtractor(
+            f"extractor {name!r}: pattern is {len(pattern)} characters long "
+            f"(at most {MAX_PATTERN_LENGTH})"
+        )
+    return name, pattern, _parse_flags(name, spec.get("flags"))
+
+
+def _parse_flags(name: str, flags: object) -> str:
+    """Flags as canonical letters: "is", ["IGNORECASE", "DOTALL"] and "I|S" all give "is"."""
+    if flags is None or flags == "":
+        return ""
+    if isinstance(flags, str):
+        if set(flags) <= set(_FLAG_ORDER):
+            return "".join(flag for flag in _FLAG_ORDER if flag in flags)
+        words = re.split(r"[\s|,]+", flags.strip())
+    elif isinstance(flags, (list, tuple)) and all(isinstance(word, str) for word in flags):
+        words = list(flags)
+    else:
+        raise InvalidExtractor(
+            f"extractor {name!r}: flags must be a string such as \"is\" or a list of names "
+            f"such as [\"IGNORECASE\"], not {flags!r}"
+        )
+    found = set()
+    for word in words:
+        key = word.strip().lower().removeprefix("re.")
+        if key not in _FLAG_NAMES:
+            raise InvalidExtractor(
+                f"extractor {name!r}: unknown flag {word!r} (use i/IGNORECASE, s/DOTALL, "
+                "m/MULTILINE)"
+            )
+        found.add(_FLAG_NAMES[key])
+    return "".join(flag for flag in _FLAG_ORDER if flag in found)
+
+
+def _engine_options() -> Any:
+    options = re2.Options()
+    # Without this RE2 logs every parse error to stderr through absl; we raise them instead.
+    options.log_errors = False
+    return options
+
+
+def _source(pattern: str, flags: str) -> str:
+    # A leading inline group applies to the whole pattern, across every top-level alternative.
+    return f"(?{flags}){pattern}" if flags else pattern
+
+
+@functools.lru_cache(maxsize=128)
+def _build(normalized: tuple[tuple[str, str, str], ...]) -> ExtractorSet:
+    return ExtractorSet(tuple(_compile_one(*spec) for spec in normalized))
+
+
+def _compile_one(name: str, pattern: str, flags: str) -> _Extractor:
+    try:
+        regex = re2.compile(_source(pattern, flags), _engine_options())
+    except re2.error as exc:
+        raise _explain(name, pattern, flags, _decode(exc.args[0]) or "") from None
+    # RE2 quietly accepts a group name used twice; Python's parser is the one that notices.
+    try:
+        re.compile(pattern, _python_flags(flags))
+    except re.error as exc:
+        if "redefinition of group name" in exc.msg:
+            raise InvalidExtractor(
+                f"extractor {name!r}: bad pattern at position {exc.pos}: {exc.msg}"
+            ) from None
+    return _Extractor(name, pattern, flags, regex)
+
+
+def _explain(name: str, pattern: str, flags: str, engine_message: str) -> InvalidExtractor:
+    """The error for a pattern RE2 refused; Python's parser is better at saying where."""
+    _, _, fragment = engine_message.partition(": ")
+    position = pattern.find(fragment) if fragment else -1
+    where = f" at position {position}" if position >= 0 else ""
+    if "too large" in engine_message:
+        return InvalidExtractor(
+            f"extractor {name!r}: pattern is too large for the regex engine ({engine_message}); "
+            "use smaller repetition counts or character classes"
+        )
+    if "repetition size" in engine_message:
+        return InvalidExtractor(
+            f"extractor {name!r}: repetition count too large{where}: {engine_message}; RE2 "
+            "allows at most 1000 repetitions, counting nested ones multiplied"
+        )
+    try:
+        re.compile(pattern, _python_flags(flags))
+    except re.error as exc:
+        if exc.msg.startswith("bad escape"):
+            # RE2 has escapes Python lacks (\pL, \z, \Q...\E): its own message is the one.
+            return InvalidExtractor(f"extractor {name!r}: bad pattern{where}: {engine_message}")
+        at = f" at position {exc.pos}" if exc.pos is not None else ""
+        return InvalidExtractor(f"extractor {name!r}: bad pattern{at}: {exc.msg}")
+    # Valid Python, refused by RE2: a construct the linear-time engine does not have.
+    hint = " (write \\z for end of text)" if fragment == "\\Z" else ""
+    return InvalidExtractor(
+        f"extractor {name!r}: unsupported construct{where}: {engine_message}{hint}; the "
+        "linear-time regex engine (RE2) has no backreferences, lookahead, lookbehind, "
+        "atomic groups or possessive quantifiers"
+    )
+
+
+def _python_flags(flags: str) -> int:
+    value = 0
+    for flag in flags:
+        value |= _PY_FLAGS[flag]
+    return value
+
+
+def _build_prefilter(extractors: tuple[_Extractor, ...]) -> Any:
+    """One ``re2.Set`` of every pattern, or ``None`` (then every regex runs on every line)."""
+    if not extractors:
+        return None
+    prefilter = re2.Set.SearchSet(_engine_options())
+    try:
+        for extractor in extractors:
+            prefilter.Add(_source(extractor.pattern, extractor.flags))
+        prefilter.Compile()
+    except re2.error:
+        # Each pattern compiled alone, so only the combined program can be too big: stay correct.
+        return None
+    return prefilter
+
+
+def _find_spans(extractor: _Extractor, data: bytes) -> Iterator[list[tuple[int, int]]]:
+    """Byte spans of every group, for each successive match of ``extractor`` in ``data``.
+
+    Goes straight to the wrapper's C++ ``Match``: the public ``_Match.group`` costs a call into
+    C++ per group just to count the groups, which tripled the cost of a matching line.
+    """
+    match = getattr(extractor.regex, "_regexp", None)
+    if match is None or _UNANCHORED is None:  # a google-re2 without those internals
+        for found in extractor.regex.finditer(data):
+            yield [found.span(group) for group in range(extractor.regex.groups + 1)]
+        return
+    position, end = 0, len(data)
+    while True:
+        spans = match.Match(_UNANCHORED, data, position, end)
+        if spans[0][0] < 0:
+            return
+        yield spans
+        if spans[0][1] == position:
+            # An empty match: step over it (a byte is enough, no pattern matches half a char).
+            if position == end:
+                return
+            position += 1
+        else:
+            position = spans[0][1]
+
+
+def _group(data: bytes, span: tuple[int, int]) -> str | None:
+    start, end = span
+    return None if start < 0 else data[start:end].decode("utf-8", "replace")
+
+
+def _decode(data: bytes | str | None) -> str | None:
+    if data is None or isinstance(data, str):
+        return data
+    return data.decode("utf-8", "replace")

@@ -1,0 +1,47 @@
+"""Agent states and the groups they fall into (the supervisord way: a tiny stdlib-only module).
+
+An agent goes ``starting -> running -> stopping -> exited``; ``failed`` means its process could
+not be started at all; ``backoff`` means it ended and a restart is scheduled; ``lost`` marks an
+agent that was live when a previous supervisor process died, so nobody knows how it ended.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class AgentState(str, enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    BACKOFF = "backoff"
+    EXITED = "exited"
+    FAILED = "failed"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: States in which the agent has (or is about to have) a live process.
+RUNNING_STATES = frozenset({AgentState.STARTING, AgentState.RUNNING, AgentState.STOPPING})
+
+#: States in which the agent is busy: running, or waiting to run again. Deleting or re-creating
+#: an agent in one of these is refused.
+ACTIVE_STATES = RUNNING_STATES | {AgentState.BACKOFF}
+
+#: States after which nothing more happens unless a user starts the agent again.
+FINAL_STATES = frozenset({AgentState.EXITED, AgentState.FAILED, AgentState.LOST})
+
+#: Legal transitions: every change of state goes through one ``_change_state`` that checks this.
+TRANSITIONS: dict[AgentState | None, frozenset[AgentState]] = {
+    None: frozenset({AgentState.STARTING, AgentState.EXITED, AgentState.FAILED, AgentState.LOST}),
+    AgentState.STARTING: frozenset({AgentState.RUNNING, AgentState.FAILED, AgentState.LOST}),
+    AgentState.RUNNING: frozenset({AgentState.STOPPING, AgentState.EXITED, AgentState.LOST}),
+    AgentState.STOPPING: frozenset({AgentState.EXITED, AgentState.LOST}),
+    # EXITED -> BACKOFF: the run ended by itself and the restart policy wants another.
+    AgentState.EXITED: frozenset({AgentState.STARTING, AgentState.BACKOFF}),
+    # BACKOFF -> EXITED: stopped by the user while waiting to restart.
+    AgentState.BACKOFF: frozenset({AgentState.STARTING, AgentState.EXITED, AgentState.LOST}),
+    AgentState.FAILED: frozenset({AgentState.STARTING}),
+    AgentState.LOST: frozenset({AgentState.STARTING}),
+}

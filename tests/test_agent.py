@@ -1,0 +1,349 @@
+"""Agents end to end in-process: real processes under a real PTY, through lines, extractors,
+signals and history. Waits are on conditions (gevent-aware, so the hub keeps running)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gevent
+import pytest
+
+from supervisor import signals
+from supervisor.events import Event
+from supervisor.exceptions import (
+    AgentNotRunning,
+    AgentRunning,
+    ExecutableNotFound,
+    InvalidCwd,
+    InvalidName,
+    InvalidRequest,
+    UnknownProfile,
+)
+from supervisor.registry import Registry
+
+PY = sys.executable
+
+
+def gwait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Wait for ``predicate`` while letting the gevent hub run; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        gevent.sleep(0.01)
+
+
+def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
+    events = registry.eventlog.read_after(0, name).events
+    return [e for e in events if type is None or e.type == type]
+
+
+def lines(registry: Registry, name: str) -> list[str]:
+    return [e.data["line"] for e in history(registry, name, "log") if not e.data.get("partial")]
+
+
+def run_to_end(registry: Registry, timeout: float = 20.0, **body: Any) -> Any:
+    agent = registry.create(body)
+    assert agent.wait(timeout), f"agent {agent.name} did not finish"
+    return agent
+
+
+def test_misbehaving_agent_output_becomes_clean_lines(registry: Registry) -> None:
+    """CRLF, a progress bar, invalid UTF-8, a 1 MB line and an unterminated prompt all come out
+    as the lines a person saw, and the exit code is recorded."""
+    code = r"""
+import os, sys
+w = sys.stdout.buffer.write
+w(b"first\r\nsecond\r\n")
+for p in range(0, 101, 25):
+    w(b"\rprogress %d%%" % p); sys.stdout.flush()
+w(b"\n")
+w(b"bad \xff\xfe utf8 \xe2\x82\n")
+w(b"x" * 1_000_000)
+w(b"\n")
+w(b"Continue? [y/N] ")
+sys.stdout.flush()
+os._exit(3)
+"""
+    agent = run_to_end(registry, name="messy", command=[PY, "-c", code])
+    got = lines(registry, "messy")
+    assert got[:3] == ["first", "second", "progress 100%"]
+    assert got[3].startswith("bad \ufffd\ufffd utf8 \ufffd")
+    assert not any(line.endswith("\r") for line in got)
+    pieces = [e.data for e in history(registry, "messy", "log") if e.data["line"].startswith("x")]
+    assert sum(len(p["line"]) for p in pieces) == 1_000_000
+    assert all(len(p["line"]) <= 65536 for p in pieces)
+    assert [bool(p.get("continuation")) for p in pieces] == [False] + [True] * (len(pieces) - 1)
+    assert got[-1] == "Continue? [y/N] "
+    assert agent.exit_code == 3 and agent.signal is None
+    states = [e.data["state"] for e in history(registry, "messy", "state")]
+    assert states == ["starting", "running", "exited"]
+    complete = history(registry, "messy", "complete")
+    assert len(complete) == 1 and complete[0].data["exit_code"] == 3
+
+
+def test_partial_line_is_shown_before_its_newline(registry: Registry) -> None:
+    """Text without a newline is published as a partial line within 0.5 s, then completed."""
+    registry.create({"name": "prompt", "command": [PY, "-u", "-c",
+                     "import sys; sys.stdout.write('Continue? [y/N] '); sys.stdout.flush(); sys.stdin.readline(); print('done')"]})
+    start = time.monotonic()
+    partial = gwait(lambda: [e for e in history(registry, "prompt", "log") if e.data.get("partial")], 5, "a partial line")
+    assert time.monotonic() - start < 1.5
+    assert partial[0].data["line"] == "Continue? [y/N] " and partial[0].data["line_num"] == 1
+    registry.get("prompt").write("y\n")
+    assert registry.get("prompt").wait(10)
+    final = [e.data for e in history(registry, "prompt", "log") if not e.data.get("partial")]
+    assert final[0]["line_num"] == 1 and final[0]["line"] == "Continue? [y/N] y"
+    assert final[0]["echo"] == 1, "the echoed answer is marked"
+    assert final[1]["line"] == "done"
+
+
+def test_sigkill_is_recorded_as_the_signal(registry: Registry) -> None:
+    """An agent killed by SIGKILL ends with signal SIGKILL and no exit code."""
+    agent = registry.create({"name": "victim", "command": ["sleep", "60"]})
+    gwait(lambda: agent.pid, 5)
+    os.kill(agent.pid, signal.SIGKILL)
+    assert agent.wait(10)
+    assert agent.state.value == "exited" and agent.signal == "SIGKILL" and agent.exit_code is None
+
+
+def test_stop_kills_grandchild_that_ignores_sigterm(registry: Registry, tmp_path: Path) -> None:
+    """stop() ends the whole process group: SIGTERM, then SIGKILL for what ignores it."""
+    pidfile = tmp_path / "grandchild.pid"
+    code = f"""
+import os, signal, sys, time
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open({str(pidfile)!r}, "w").write(str(os.getpid()))
+    while True: time.sleep(1)
+print("parent waiting", flush=True)
+while True: time.sleep(1)
+"""
+    agent = registry.create({"name": "forker", "command": [PY, "-c", code], "stop_grace_s": 0.5})
+    gwait(lambda: pidfile.exists() and pidfile.read_text(), 5, "the grandchild")
+    grandchild = int(pidfile.read_text())
+    started = time.monotonic()
+    registry.stop("forker", wait=True)
+    assert time.monotonic() - started < 5
+    assert agent.state.value == "exited"
+
+    def gone() -> bool:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie waiting for init counts as dead.
+        with open(f"/proc/{grandchild}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    gwait(gone, 5, "the grandchild to die")
+
+
+def test_missing_executable_and_bad_cwd_are_rejected(registry: Registry) -> None:
+    """A program not on PATH and a working directory that does not exist are refused up front."""
+    with pytest.raises(ExecutableNotFound, match="no-such-program"):
+        registry.create({"name": "ghost", "command": ["no-such-program-xyz"]})
+    with pytest.raises(InvalidCwd):
+        registry.create({"name": "ghost", "command": ["true"], "cwd": "/no/such/dir"})
+    assert "ghost" not in registry
+
+
+def test_exec_failure_becomes_failed_state(registry: Registry, tmp_path: Path) -> None:
+    """A file that is executable but cannot be exec'd gives state failed and an error event."""
+    script = tmp_path / "not-a-program"
+    script.write_bytes(b"\x7fELF garbage")
+    script.chmod(0o755)
+    agent = registry.create({"name": "broken", "command": [str(script)]})
+    assert agent.state.value == "failed"
+    assert history(registry, "broken", "error")[0].data["code"] == "spawn_failed"
+    assert history(registry, "broken", "complete")
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"name": "../etc", "command": ["true"]}, InvalidName),
+    ({"name": "a" * 65, "command": ["true"]}, InvalidName),
+    ({"name": "", "command": ["true"]}, InvalidName),
+    ({"name": "ok", "command": []}, InvalidRequest),
+    ({"name": "ok"}, InvalidRequest),
+    ({"name": "ok", "profile": "nope"}, UnknownProfile),
+    ({"name": "ok", "command": ["true"], "extractors": [{"name": "x", "pattern": "(a"}]}, InvalidRequest),
+    ({"name": "ok", "command": ["true"], "colour": "red"}, InvalidRequest),
+])
+def test_bad_definitions_raise_specific_errors(registry: Registry, body: dict[str, Any], error: type) -> None:
+    """Each kind of bad agent definition raises its own exception with a usable message."""
+    with pytest.raises(error) as info:
+        registry.create(body)
+    assert str(info.value)
+
+
+def test_input_to_cat_comes_back_and_echo_is_marked(registry: Registry) -> None:
+    """Input written to cat comes back; the terminal's echo of it is marked as echo."""
+    agent = registry.create({"name": "cat", "command": ["cat"]})
+    agent.write("hello there\n")
+    logs = gwait(lambda: [e.data for e in history(registry, "cat", "log") if e.data["line"] == "hello there"]
+                 if len([e for e in history(registry, "cat", "log") if e.data["line"] == "hello there"]) >= 2 else None, 5)
+    assert logs[0].get("echo") == len("hello there") and "echo" not in logs[1]
+    registry.stop("cat", wait=True)
+    with pytest.raises(AgentNotRunning):
+        agent.write("more\n")
+
+
+def test_terminal_queries_are_answered(registry: Registry) -> None:
+    """A program that asks for the cursor position (ESC[6n) gets an answer, as from xterm."""
+    code = r"""
+import os, sys, termios, tty
+fd = sys.stdin.fileno()
+tty.setraw(fd)
+os.write(1, b"\x1b[6n")
+reply = b""
+while not reply.endswith(b"R"):
+    reply += os.read(fd, 1)
+termios.tcsetattr(fd, termios.TCSANOW, termios.tcgetattr(fd))
+os.write(1, b"\r\ngot " + reply[1:] + b"\r\n")
+"""
+    run_to_end(registry, name="asker", command=[PY, "-c", code])
+    assert any(line.startswith("got [") and line.endswith("R") for line in lines(registry, "asker"))
+
+
+def test_resize_reaches_the_program(registry: Registry) -> None:
+    """resize() changes the terminal size the program sees."""
+    agent = registry.create({"name": "sizer", "command": ["sh", "-c", "stty size; read x; stty size"], "cols": 100, "rows": 30})
+    gwait(lambda: "30 100" in lines(registry, "sizer"), 5)
+    agent.resize(132, 43)
+    agent.write("\n")
+    assert agent.wait(5)
+    assert lines(registry, "sizer")[-1] == "43 132"
+
+
+def test_output_before_exit_is_not_lost(registry: Registry) -> None:
+    """Everything printed right before the program exits arrives (drained before EIO)."""
+    run_to_end(registry, name="burst", command=[PY, "-c", "import sys\nfor i in range(20000): print(f'line {i}')"])
+    got = lines(registry, "burst")
+    assert got == [f"line {i}" for i in range(20000)]
+    nums = [e.data["line_num"] for e in history(registry, "burst", "log")]
+    assert nums == list(range(1, 20001))
+
+
+def test_extractions_from_named_groups_and_defaults(registry: Registry) -> None:
+    """Extractors yield the value group, else group 1, else the whole match, with named groups."""
+    extractors = [
+        {"name": "pct", "pattern": r"(?P<value>\d+)% of (?P<what>\w+)"},
+        {"name": "first", "pattern": r"took (\d+)ms"},
+        {"name": "whole", "pattern": r"DONE"},
+    ]
+    run_to_end(registry, name="ex", command=["printf", "%s\\n", "50% of build", "took 12ms", "all DONE"], extractors=extractors)
+    found = {e.data["name"]: e.data for e in history(registry, "ex", "extraction")}
+    assert found["pct"]["value"] == "50" and found["pct"]["groups"] == {"value": "50", "what": "build"}
+    assert found["pct"]["line_num"] == 1
+    assert found["first"]["value"] == "12"
+    assert found["whole"]["value"] == "DONE"
+
+
+def test_pathological_regex_does_not_stall(registry: Registry) -> None:
+    """(a+)+$ against a long line of a's returns promptly (linear-time engine)."""
+    started = time.monotonic()
+    run_to_end(registry, name="redos", command=[PY, "-c", "print('a' * 60000 + 'b')"],
+               extractors=[{"name": "evil", "pattern": "(a+)+$"}])
+    assert time.monotonic() - started < 5
+    assert not history(registry, "redos", "extraction")
+
+
+def test_restart_policy_on_failure_with_backoff(registry: Registry) -> None:
+    """on-failure restarts a failing agent up to max_restarts, each run numbering lines from 1."""
+    agent = run_to_end(registry, name="flaky", command=["sh", "-c", "echo try; exit 1"],
+                       restart={"mode": "on-failure", "max_restarts": 2, "backoff_s": 0.05})
+    assert agent.run == 3
+    states = [(e.data["state"], e.data["run"]) for e in history(registry, "flaky", "state")]
+    assert states == [("starting", 1), ("running", 1), ("exited", 1), ("backoff", 1),
+                      ("starting", 2), ("running", 2), ("exited", 2), ("backoff", 2),
+                      ("starting", 3), ("running", 3), ("exited", 3)]
+    logs = history(registry, "flaky", "log")
+    assert [(e.data["run"], e.data["line_num"]) for e in logs] == [(1, 1), (2, 1), (3, 1)]
+    assert len(history(registry, "flaky", "complete")) == 1
+
+
+def test_same_name_runs_again_and_continues_history(registry: Registry) -> None:
+    """Re-creating an ended agent starts run 2 on the same history; an active one is refused."""
+    run_to_end(registry, name="again", command=["echo", "one"])
+    agent = registry.create({"name": "again", "command": ["sh", "-c", "echo two; sleep 30"]})
+    with pytest.raises(AgentRunning):
+        registry.create({"name": "again", "command": ["true"]})
+    gwait(lambda: "two" in lines(registry, "again"), 5)
+    assert [(e.data["run"], e.data["line_num"], e.data["line"]) for e in history(registry, "again", "log")] == [
+        (1, 1, "one"), (2, 1, "two")]
+    with pytest.raises(AgentRunning):
+        registry.remove("again")
+    registry.stop("again", wait=True)
+    registry.remove("again")
+    assert "again" not in registry
+
+
+def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> None:
+    """A new registry on the same data dir has past agents, their history, and marks live ones lost."""
+    first = Registry(config)
+    run_to_end(first, name="done", command=["echo", "kept"])
+    sleeper = first.create({"name": "sleeper", "command": ["sleep", "30"]})
+    last_id = first.eventlog.last_id()
+    # Simulate a crash: the registry goes away without stopping its agents.
+    first.eventlog.flush()
+    second = Registry(config)
+    try:
+        assert [e.data["line"] for e in history(second, "done", "log")] == ["kept"]
+        assert second.get("done").state.value == "exited"
+        assert second.get("sleeper").state.value == "lost"
+        assert second.eventlog.last_id() > last_id, "ids continue, never reused"
+        assert history(second, "sleeper", "complete")
+    finally:
+        first.shutdown(grace=1.0)
+        second.shutdown(grace=1.0)
+    assert sleeper.state.value == "exited"
+
+
+def test_a_raising_listener_breaks_nothing(registry: Registry) -> None:
+    """A receiver that raises is skipped; the pipeline and other receivers go on."""
+    seen: list[int] = []
+
+    def bad(sender: str, event: Event) -> None:
+        raise RuntimeError("boom")
+
+    def good(sender: str, event: Event) -> None:
+        seen.append(event.id)
+
+    signals.log_line.connect(bad)
+    signals.log_line.connect(good)
+    try:
+        run_to_end(registry, name="robust", command=["printf", "a\\nb\\n"])
+    finally:
+        signals.log_line.disconnect(bad)
+        signals.log_line.disconnect(good)
+    assert lines(registry, "robust") == ["a", "b"] and len(seen) == 2
+
+
+def test_many_agents_leave_no_zombies_or_fds(registry: Registry) -> None:
+    """200 agents run one after another leave no zombie and no growth in open fds."""
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+    run_to_end(registry, name="warmup", command=["true"])
+    before = fds()
+    for i in range(200):
+        run_to_end(registry, name=f"seq-{i}", command=["echo", str(i)])
+    assert fds() <= before + 2, "file descriptors leaked"
+    zombies = [p for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child(int(p))]
+    assert not zombies
+
+
+def _is_zombie_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return state == "Z" and int(ppid) == os.getpid()

@@ -1,0 +1,540 @@
+"""LineSplitter and EchoTracker: terminal output bytes -> the lines a person saw."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import pytest
+
+from supervisor.lines import EchoTracker, Line, LineSplitter
+
+#: How a test's bytes are cut into feed() calls: all at once, in two at every possible byte,
+#: or in fixed-size chunks (1 byte splits every CRLF, UTF-8 character and escape sequence).
+CHUNKINGS = ["whole", "every-split", "bytes-1", "bytes-2", "bytes-3", "bytes-7"]
+
+
+def variants(data: bytes, chunking: str) -> Iterator[list[bytes]]:
+    if chunking == "whole":
+        yield [data]
+    elif chunking == "every-split":
+        for i in range(len(data) + 1):
+            yield [data[:i], data[i:]]
+    else:
+        size = int(chunking.removeprefix("bytes-"))
+        yield [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def run(chunks: Iterable[bytes], max_line_length: int = 65536) -> list[Line]:
+    splitter = LineSplitter(max_line_length)
+    lines: list[Line] = []
+    for chunk in chunks:
+        lines.extend(splitter.feed(chunk))
+    lines.extend(splitter.finish())
+    return lines
+
+
+def plains(lines: Iterable[Line]) -> list[str]:
+    return [line.plain for line in lines]
+
+
+def texts(lines: Iterable[Line]) -> list[str]:
+    return [line.text for line in lines]
+
+
+def check(data: bytes, chunking: str, expected: list[str], max_line_length: int = 65536) -> None:
+    """Every chunking of ``data`` gives ``expected`` plain lines, numbered 1..n, all final."""
+    for chunks in variants(data, chunking):
+        lines = run(chunks, max_line_length)
+        assert plains(lines) == expected, chunks
+        assert [line.line_num for line in lines] == list(range(1, len(lines) + 1))
+        assert not any(line.partial for line in lines)
+        assert not any("\r" in line.text or "\n" in line.text for line in lines)
+
+
+# -- line endings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_lf_and_crlf_end_lines(chunking: str) -> None:
+    """LF and CRLF both end a line, and no line keeps a trailing CR."""
+    check(b"Line 1\r\nLine 2\nLine 3\r\n", chunking, ["Line 1", "Line 2", "Line 3"])
+
+
+def test_crlf_split_between_chunks() -> None:
+    """A CR at the end of one chunk and LF at the start of the next is one line end, not two."""
+    splitter = LineSplitter()
+    assert splitter.feed(b"Line 1\r") == []
+    assert splitter.feed(b"\nLine 2\r") == [Line("Line 1", "Line 1", 1)]
+    assert splitter.feed(b"\n") == [Line("Line 2", "Line 2", 2)]
+    assert splitter.finish() == []
+
+
+def test_pending_cr_is_not_in_the_partial_line() -> None:
+    """While the LF of a CRLF has not arrived, the partial line shows no CR."""
+    splitter = LineSplitter()
+    splitter.feed(b"Line 2\r")
+    partial = splitter.partial()
+    assert partial is not None and partial.text == "Line 2" and partial.line_num == 1
+
+
+def test_cr_cr_lf_is_one_line_end() -> None:
+    """CR CR LF (a CRLF that went through ONLCR again) ends the line without a blank one."""
+    assert plains(run([b"one\r\r\ntwo\r\r\n"])) == ["one", "two"]
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_blank_lines_kept(chunking: str) -> None:
+    """An empty line is a line: blank lines between paragraphs survive, as ``""``."""
+    check(b"a\r\n\r\n\r\nb\r\n", chunking, ["a", "", "", "b"])
+
+
+def test_final_line_without_newline_comes_from_finish() -> None:
+    """Text after the last newline is returned by finish() as a final line."""
+    splitter = LineSplitter()
+    assert splitter.feed(b"one\ntwo") == [Line("one", "one", 1)]
+    assert splitter.finish() == [Line("two", "two", 2)]
+    assert splitter.finish() == []
+
+
+@pytest.mark.parametrize("pending", [b"", b"   ", b"\x1b[0m", b"x\x1b[1G\x1b[K", b"\r"])
+def test_finish_gives_nothing_for_invisible_pending_text(pending: bytes) -> None:
+    """finish() returns no line for an empty, blank, escape-only or erased pending line."""
+    splitter = LineSplitter()
+    splitter.feed(b"done\n" + pending)
+    assert splitter.finish() == []
+    assert splitter.lines_emitted == 1
+
+
+def test_trailing_cr_at_the_end_is_only_a_cursor_move() -> None:
+    """Output ending in a bare CR still gives its last line, without the CR."""
+    assert texts(run([b"50%\r100%\r"])) == ["100%"]
+
+
+# -- redraws -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_bare_cr_rewinds_the_line(chunking: str) -> None:
+    """A bare CR sends the cursor to column 0 and later text overwrites: a progress bar's last state."""
+    check(b"50%\r100%\n", chunking, ["100%"])
+
+
+def test_shorter_overwrite_leaves_the_old_tail() -> None:
+    """Overwriting with shorter text leaves the rest visible, exactly as on a terminal."""
+    assert plains(run([b"100%\r50%\n"])) == ["50%%"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"abcdef\r\x1b[2C\x1b[K\n", "ab"),
+        (b"abcdef\r\x1b[2C\x1b[0K\n", "ab"),
+        (b"abcdef\x1b[4G\x1b[1K\n", "    ef"),
+        (b"abc\x1b[2Kxyz\n", "   xyz"),
+        (b"abc\x1b[2K\rxyz\n", "xyz"),
+        (b"abcdef\x1b[3GX\n", "abXdef"),
+        (b"abcdef\x1b[3DX\n", "abcXef"),
+        (b"ab\x1b[2CX\n", "ab  X"),
+        (b"ab\x1b[CX\n", "ab X"),
+        (b"abc\x08\x08X\n", "aXc"),
+        (b"\x08\x08ab\n", "ab"),
+        (b"abcdef\x1b[3G\x1b[2X\n", "ab  ef"),
+        (b"abcdef\x1b[3G\x1b[2P\n", "abef"),
+        (b"abcdef\x1b[3G\x1b[2@\n", "ab  cdef"),
+        (b"abcdef\x1b[3G\x1b[J\n", "ab"),
+    ],
+)
+def test_cursor_moves_and_erasures(data: bytes, expected: str) -> None:
+    """EL (0, 1, 2), CHA, CUF, CUB, BS, ECH, DCH, ICH and ED act on the row as a terminal would."""
+    for chunks in variants(data, "every-split"):
+        assert plains(run(chunks)) == [expected]
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_spinner_line_leaves_nothing(chunking: str) -> None:
+    """A spinner drawn and erased before the newline gives no line and uses no line number."""
+    check(b"a\r\n\xe2\xa0\x99\x1b[1G\x1b[0K\xe2\xa0\xb9\x1b[1G\x1b[0K\r\nb\r\n", chunking, ["a", "b"])
+
+
+def test_line_cleared_with_spaces_counts_as_erased() -> None:
+    """A status line overwritten with spaces and then ended is dropped like an erased one."""
+    assert plains(run([b"working...\r          \r\nnext\n"])) == ["next"]
+
+
+def test_empty_line_with_an_erase_is_still_a_blank_line() -> None:
+    """An erase on a line where nothing was drawn does not remove the blank line."""
+    assert plains(run([b"a\n\x1b[2K\nb\n"])) == ["a", "", "b"]
+
+
+def test_colours_survive_redraws() -> None:
+    """The colour each cell was drawn with is kept; the redrawn line re-emits SGR at changes."""
+    (line,) = run([b"\x1b[31m50%\x1b[0m\r\x1b[32m100%\x1b[0m\n"])
+    assert line.text == "\x1b[32m100%\x1b[0m"
+    assert line.plain == "100%"
+    (line,) = run([b"\x1b[31mabcd\x1b[0m\rX\n"])
+    assert line.text == "X\x1b[31mbcd\x1b[0m"
+
+
+def test_style_changes_and_resets_in_a_redrawn_line() -> None:
+    """Bold-off keeps the colour, a new colour replaces the old one, and a final reset is added."""
+    (line,) = run([b"\r\x1b[1;31ma\x1b[22mb\x1b[34mc\n"])
+    assert line.text == "\x1b[1;31ma\x1b[0;31mb\x1b[0;34mc\x1b[0m"
+    (line,) = run([b"\r\x1b[38;5;208ma\x1b[48;2;1;2;3mb\x1b[39;49mc\n"])
+    assert line.text == "\x1b[38;5;208ma\x1b[0;38;5;208;48;2;1;2;3mb\x1b[0mc"
+
+
+def test_redrawn_line_drops_non_colour_escapes() -> None:
+    """A redrawn line keeps only SGR: titles, mode changes and moves are not text."""
+    (line,) = run([b"\x1b]0;title\x07\x1b[?25l50%\r\x1b[1mdone\x1b[m\x1b[?25h\n"])
+    assert line.text == "\x1b[1mdone\x1b[0m"
+    assert line.plain == "done"
+
+
+def test_tab_in_a_redrawn_line_becomes_spaces() -> None:
+    """A tab moves to the next multiple of 8 on a redrawn line and stays a tab on a kept one."""
+    assert plains(run([b"x\ra\tb\n"])) == ["a       b"]
+    assert plains(run([b"a\tb\n"])) == ["a\tb"]
+
+
+# -- text kept as printed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_escapes_kept_byte_for_byte_without_redraw(chunking: str) -> None:
+    """A line with colours and no redraw keeps its raw text exactly; plain has no escapes."""
+    raw = "\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m Missing \x1b]8;;https://x\x1b\\link\x1b]8;;\x1b\\"
+    for chunks in variants(raw.encode() + b"\r\n", chunking):
+        (line,) = run(chunks)
+        assert line.text == raw
+        assert line.plain == "npm error Missing link"
+
+
+def test_plain_is_text_when_there_are_no_escapes() -> None:
+    """Without escapes, plain is the same object as text (consumers may test with ``is``)."""
+    lines = run([b"hello\r\nworld\r\n"])
+    assert all(line.plain is line.text for line in lines)
+    lines = run([b"\x1b[1mbold\x1b[0m\r\nworld\r\n"])
+    assert lines[1].plain is lines[1].text
+
+
+def test_stray_controls_are_not_in_plain() -> None:
+    """A BEL or other stray control in a line is kept in text but not in plain."""
+    (line,) = run([b"ding\x07 done\n"])
+    assert line.text == "ding\x07 done"
+    assert line.plain == "ding done"
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_multibyte_characters_split_across_chunks_decode_whole(chunking: str) -> None:
+    """A UTF-8 character cut between two feed() calls is decoded as one character."""
+    check("héllo ✓ 🎉 日本\r\n".encode(), chunking, ["héllo ✓ 🎉 日本"])
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_invalid_utf8_never_raises(chunking: str) -> None:
+    """Invalid UTF-8 becomes U+FFFD; nothing raises."""
+    check(b"ok \xff\xfe bad \xc3\n", chunking, ["ok \ufffd\ufffd bad \ufffd"])
+
+
+def test_truncated_character_at_the_end_is_flushed_by_finish() -> None:
+    """A character still incomplete when output ends becomes U+FFFD in the last line."""
+    assert plains(run([b"abc\xe2\x9c"])) == ["abc\ufffd"]
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_escape_sequence_split_across_chunks(chunking: str) -> None:
+    """An escape cut between chunks is read whole, never as visible text, on both paths."""
+    check(b"\x1b[31mred\x1b[0m\r\n\x1b]0;t\x1b\\x\r\n50%\r\x1b[1m100%\x1b[0m\n", chunking,
+          ["red", "x", "100%"])
+
+
+# -- long lines --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_long_line_cut_into_numbered_pieces(chunking: str) -> None:
+    """A line longer than max_line_length comes out in pieces, the later ones continuations."""
+    data = b"a" * 10 + b"b" * 10 + b"c" * 5 + b"\nnext\n"
+    for chunks in variants(data, chunking):
+        lines = run(chunks, max_line_length=10)
+        assert lines == [
+            Line("a" * 10, "a" * 10, 1),
+            Line("b" * 10, "b" * 10, 2, continuation=True),
+            Line("c" * 5, "c" * 5, 3, continuation=True),
+            Line("next", "next", 4),
+        ]
+
+
+def test_line_of_exactly_max_length_is_not_cut() -> None:
+    """A line of exactly max_line_length characters is one ordinary line."""
+    assert run([b"x" * 10 + b"\n"], max_line_length=10) == [Line("x" * 10, "x" * 10, 1)]
+
+
+def test_cut_never_splits_an_escape_sequence() -> None:
+    """A cut that would fall inside an escape sequence is moved before it."""
+    lines = run([b"abcdefgh\x1b[31mXYZ\x1b[0m\n"], max_line_length=12)
+    assert texts(lines) == ["abcdefgh", "\x1b[31mXYZ\x1b[0m"]
+    assert plains(lines) == ["abcdefgh", "XYZ"]
+
+
+def test_redrawn_line_is_cut_by_screen_cells() -> None:
+    """A redrawn line longer than max_line_length is cut by cells, with continuations."""
+    lines = run([b"x\r" + b"0123456789" * 2 + b"abc\n"], max_line_length=10)
+    assert [(ln.plain, ln.continuation) for ln in lines] == [
+        ("0123456789", False), ("0123456789", True), ("abc", True),
+    ]
+
+
+def test_megabyte_line_without_newline_keeps_memory_bounded() -> None:
+    """A 1 MB line fed in 4 KB chunks is emitted in pieces as it comes; pending stays small."""
+    limit = 65536
+    data = bytes(range(0x41, 0x5B)) * (1 << 20 // 26 + 1)
+    data = data[: 1 << 20]
+    splitter = LineSplitter(limit)
+    lines: list[Line] = []
+    for i in range(0, len(data), 4096):
+        lines.extend(splitter.feed(data[i:i + 4096]))
+        partial = splitter.partial()
+        assert partial is None or len(partial.text) <= limit
+    lines.extend(splitter.finish())
+    assert "".join(texts(lines)) == data.decode()
+    assert all(len(line.text) == limit for line in lines[:-1])
+    assert [line.continuation for line in lines] == [False] + [True] * (len(lines) - 1)
+
+
+def test_endless_progress_bar_keeps_memory_bounded() -> None:
+    """A progress bar that redraws forever without a newline holds one row, not its history."""
+    splitter = LineSplitter(1000)
+    for i in range(20000):
+        assert splitter.feed(b"\rprogress %5d" % i) == []
+    partial = splitter.partial()
+    assert partial is not None and partial.plain == "progress 19999"
+    assert splitter.finish() == [Line("progress 19999", "progress 19999", 1)]
+
+
+# -- partial lines -----------------------------------------------------------------------------
+
+
+def test_prompt_available_as_partial_then_final_with_same_number() -> None:
+    """A prompt without newline is a partial line; the newline turns it into the final line."""
+    splitter = LineSplitter()
+    assert splitter.feed(b"first\r\nContinue? [y/N] ") == [Line("first", "first", 1)]
+    assert splitter.partial() == Line("Continue? [y/N] ", "Continue? [y/N] ", 2, partial=True)
+    assert splitter.partial() is None  # unchanged since the last call
+    assert splitter.feed(b"y\r\n") == [Line("Continue? [y/N] y", "Continue? [y/N] y", 2)]
+    assert splitter.partial() is None
+
+
+def test_partial_follows_changes() -> None:
+    """Each change of the pending line gives a new partial; a change back to the same text does not."""
+    splitter = LineSplitter()
+    splitter.feed(b"\x1b[33m10%")
+    first = splitter.partial()
+    assert first is not None and first.plain == "10%" and first.text == "\x1b[33m10%"
+    splitter.feed(b"\r20%")
+    second = splitter.partial()
+    assert second is not None and second.plain == "20%" and second.line_num == 1
+    splitter.feed(b"\r20%")
+    assert splitter.partial() is None
+
+
+@pytest.mark.parametrize("pending", [b"", b"   ", b"\x1b[1m", b"\xe2\xa0\x99\x1b[1G\x1b[0K"])
+def test_no_partial_when_nothing_visible_is_pending(pending: bytes) -> None:
+    """partial() is None when the pending line is empty, blank, only escapes, or erased."""
+    splitter = LineSplitter()
+    splitter.feed(b"line\n" + pending)
+    assert splitter.partial() is None
+
+
+def test_partial_of_a_cut_line_is_a_continuation() -> None:
+    """The pending rest of a line already cut is offered as a partial continuation."""
+    splitter = LineSplitter(4)
+    assert splitter.feed(b"abcdef") == [Line("abcd", "abcd", 1)]
+    assert splitter.partial() == Line("ef", "ef", 2, partial=True, continuation=True)
+
+
+def test_erased_spinner_line_number_goes_to_the_next_line() -> None:
+    """A spinner shown as partial and then erased: the next real line takes its number."""
+    splitter = LineSplitter()
+    splitter.feed(b"\xe2\xa0\x99")
+    spinner = splitter.partial()
+    assert spinner is not None and spinner.line_num == 1
+    splitter.feed(b"\x1b[1G\x1b[0K\r\n")
+    assert splitter.feed(b"added 2 packages\r\n") == [Line("added 2 packages", "added 2 packages", 1)]
+
+
+# -- full-screen programs ----------------------------------------------------------------------
+
+
+def test_full_screen_box_comes_out_as_lines() -> None:
+    """Rows drawn with absolute cursor moves come out as lines, the welcome box's words included."""
+    data = (
+        "\x1b[?1049h\x1b[H\x1b[2J"
+        "\x1b[2;3H╭──────────────╮"
+        "\x1b[3;3H│ \x1b[1mOpenAI Codex\x1b[0m │"
+        "\x1b[4;3H╰──────────────╯"
+        "\x1b[6;3H\x1b[2m› \x1b[0mAsk anything"
+        "\x1b[?1049l"
+    ).encode()
+    expected = ["╭──────────────╮", "│ OpenAI Codex │", "╰──────────────╯", "› Ask anything"]
+    check(data, "bytes-1", expected)
+    check(data, "every-split", expected)
+    lines = run([data])
+    assert lines[1].text == "│ \x1b[1mOpenAI Codex\x1b[0m │"
+
+
+def test_row_drawn_in_pieces_is_one_line() -> None:
+    """Moves within the same row only move the column, so a row drawn in runs is one line."""
+    assert plains(run([b"\x1b[5;3HOpenAI\x1b[5;10HCodex\x1b[6;1Hnext"])) == ["OpenAI Codex", "next"]
+    assert plains(run([b"\x1b[3;10Hworld\x1b[3;4Hhello"])) == ["hello world"]
+
+
+def test_text_before_a_cursor_move_is_emitted() -> None:
+    """A cursor move to another row ends the current line; invisible rows give nothing."""
+    assert plains(run([b"status: ok\x1b[10;1H\x1b[K\x1b[11;1Hdone\r\n"])) == ["status: ok", "done"]
+
+
+@pytest.mark.parametrize(
+    "move", [b"\x1b[A", b"\x1b[2B", b"\x1b[E", b"\x1b[F", b"\x1b[7d", b"\x1bM", b"\x1bD", b"\x1b8", b"\x1b[u"]
+)
+def test_relative_row_moves_end_the_line(move: bytes) -> None:
+    """Up, down, next/previous line, row-absolute, index, reverse index and restore end a line."""
+    assert plains(run([b"one" + move + b"two\n"])) == ["one", "two"]
+
+
+def test_colour_carries_across_a_cursor_move() -> None:
+    """A colour set before a cursor move still applies to the text drawn after it."""
+    lines = run([b"\x1b[32m\x1b[2;1Hgreen\x1b[0m\x1b[3;1Hplain"])
+    assert texts(lines) == ["\x1b[32mgreen\x1b[0m", "plain"]
+
+
+# -- invariants --------------------------------------------------------------------------------
+
+_MIXED = (
+    "\x1b[1mnpm\x1b[22m warn ✓ \x1b]0;title\x07café\r\n"
+    "\r\n"
+    "\rbuilding 0%\rbuilding 50%\rbuilding 100%\r\n"
+    "⠙\x1b[1G\x1b[0K⠹\x1b[1G\x1b[0K\r\n"
+    "\x1b[32m✓ test 0\x1b[0m\r\n"
+    "\x1b[2;3HOpenAI Codex\x1b[4;1H\x1b[31mred\x1b[0m\r\n"
+    "Continue? [y/N] y\r\n"
+    "tail"
+).encode()
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_chunking_never_changes_the_result(chunking: str) -> None:
+    """Whatever the chunk boundaries, the lines (text, plain, numbers, flags) are the same."""
+    expected = run([_MIXED])
+    assert plains(expected) == [
+        "npm warn ✓ café", "", "building 100%", "✓ test 0", "OpenAI Codex", "red",
+        "Continue? [y/N] y", "tail",
+    ]
+    for chunks in variants(_MIXED, chunking):
+        assert run(chunks) == expected
+
+
+def test_partial_calls_do_not_change_the_result() -> None:
+    """Asking for partial lines between every byte changes none of the final lines."""
+    splitter = LineSplitter()
+    lines: list[Line] = []
+    for i in range(len(_MIXED)):
+        lines.extend(splitter.feed(_MIXED[i:i + 1]))
+        partial = splitter.partial()
+        if partial is not None:
+            assert partial.partial and partial.line_num == splitter.lines_emitted + 1
+            assert "\r" not in partial.text and partial.plain.strip()
+    lines.extend(splitter.finish())
+    assert lines == run([_MIXED])
+
+
+def test_lines_emitted_counts_final_lines() -> None:
+    """lines_emitted is the number of final lines returned so far, cut pieces included."""
+    splitter = LineSplitter(3)
+    splitter.feed(b"a\nbcdefg\nh")
+    assert splitter.lines_emitted == 3
+    splitter.finish()
+    assert splitter.lines_emitted == 4
+
+
+def test_line_is_immutable() -> None:
+    """A Line cannot be changed after it is made: it is shared by every consumer."""
+    line = Line("a", "a", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        line.text = "b"  # type: ignore[misc]
+
+
+def test_max_line_length_must_be_positive() -> None:
+    """A splitter that could never hold a character is refused."""
+    with pytest.raises(ValueError):
+        LineSplitter(0)
+
+
+# -- EchoTracker -------------------------------------------------------------------------------
+
+
+def _line(plain: str) -> Line:
+    return Line(plain, plain, 1)
+
+
+def test_echo_at_the_end_of_a_prompt_line() -> None:
+    """The answer echoed after a prompt is recognised at the end of the line, once."""
+    echo = EchoTracker()
+    echo.expect("y\n", now=0.0)
+    assert echo.match(_line("Continue? [y/N] y"), now=0.1) == 1
+    assert echo.match(_line("Continue? [y/N] y"), now=0.2) == 0
+
+
+def test_echo_of_a_whole_line() -> None:
+    """A typed line echoed on its own line matches in full."""
+    echo = EchoTracker()
+    echo.expect("hello\n", now=0.0)
+    assert echo.match(_line("hello"), now=0.0) == 5
+
+
+def test_each_input_line_is_one_expectation_in_order() -> None:
+    """Multi-line input gives one expectation per line, matched oldest first; the rest waits."""
+    echo = EchoTracker()
+    echo.expect("a\nb\ntail", now=0.0)
+    assert echo.match(_line("b"), now=0.0) == 0  # "a" is due first
+    assert echo.match(_line("a"), now=0.0) == 1
+    assert echo.match(_line("agent says something"), now=0.0) == 0
+    assert echo.match(_line("b"), now=0.0) == 1
+    assert echo.match(_line("> tail"), now=0.0) == 4
+
+
+def test_expired_expectations_are_dropped() -> None:
+    """An expectation older than ttl never matches, and the next one becomes the oldest."""
+    echo = EchoTracker(ttl=5.0)
+    echo.expect("old\n", now=0.0)
+    echo.expect("new\n", now=4.0)
+    assert echo.match(_line("old"), now=6.0) == 0
+    assert echo.match(_line("new"), now=6.0) == 3
+
+
+def test_enter_as_cr_and_line_editing() -> None:
+    """CR ends an input line; erase and kill characters are applied as the terminal echoes them."""
+    echo = EchoTracker()
+    echo.expect("yez\x7fs\rtypo\x15fixed\r\n", now=0.0)
+    assert echo.match(_line("yes"), now=0.0) == 3
+    assert echo.match(_line("fixed"), now=0.0) == 5
+
+
+def test_empty_input_lines_expect_nothing() -> None:
+    """A bare Enter adds no expectation, so it cannot swallow a later line's end."""
+    echo = EchoTracker()
+    echo.expect("\n\r\n", now=0.0)
+    echo.expect("x\n", now=0.0)
+    assert echo.match(_line("x"), now=0.0) == 1
+
+
+def test_expectations_are_bounded() -> None:
+    """Input written faster than it echoes is remembered only up to a bound, newest kept."""
+    echo = EchoTracker()
+    for i in range(1000):
+        echo.expect(f"{i}\n", now=0.0)
+    assert echo.match(_line("0"), now=0.0) == 0
+    assert echo.match(_line("744"), now=0.0) == 3
