@@ -219,9 +219,13 @@ class SSEManager:
             log.debug("client %s went away during replay: %s", client.id, exc)
         self._clients.pop(client.id, None)
         try:
-            gsock.close()
+            # shutdown, not just close: pywsgi's request reader still holds a reference to the
+            # socket, so close() alone would leave the connection open until garbage collection.
+            gsock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+        finally:
+            gsock.close()
 
     def _replay(self, client: Client, gsock: Any, agent: str | None, after: int, reset_check: bool) -> bool:
         """Send history after ``after``; True when caught up and still to go live, False when

@@ -54,8 +54,10 @@ def agent_stream(name: str) -> Response:
     ext = current()
     agent = ext.registry.get(name)
     last_id = _last_event_id()
-    if last_id is not None and not agent.active and last_id >= ext.registry.eventlog.last_id(name):
-        # Done, and the client has it all: 204 tells EventSource to stop reconnecting.
+    log = ext.registry.eventlog
+    if last_id is not None and not agent.active and log.last_id(name) <= last_id <= log.last_id():
+        # Done, and the client has it all: 204 tells EventSource to stop reconnecting. (An id
+        # past anything ever issued is not "has it all" but a wiped data dir: reset, below.)
         return Response(status=204)
     return _stream(name, last_id)
 

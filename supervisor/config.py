@@ -151,7 +151,9 @@ def load_config(
 
     ``path`` defaults to ``$AGENT_SUPERVISOR_CONFIG``, else to
     ``$XDG_CONFIG_HOME/agent-supervisor/config.toml`` (or ``~/.config/...``) if that exists.
-    A file named explicitly must exist. Raises :class:`ConfigError`; reads files, never writes.
+    A file named explicitly must exist. A relative ``data_dir`` is taken from the file's
+    directory when the file sets it, else from the working directory. Unknown
+    ``AGENT_SUPERVISOR_*`` variables are ignored. Raises :class:`ConfigError`; never writes.
     """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}

@@ -193,6 +193,10 @@ class SSEStream:
                 return got
         raise AssertionError(f"stream ended before the awaited event; got {[(e.event, e.id) for e in got][-5:]}")
 
+    def buffered(self) -> bool:
+        """Whether a whole frame is already buffered (so select() would not say so)."""
+        return b"\n\n" in self._pending or b"\r\r" in self._pending or b"\r\n\r\n" in self._pending
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -289,3 +293,27 @@ class Server:
 def python_agent(code: str) -> list[str]:
     """An argv that runs ``code`` in a fresh, unbuffered Python."""
     return [sys.executable, "-u", "-c", code]
+
+
+def read_all(streams: list[SSEStream], until: Callable[[SSEEvent], bool], timeout: float = 30.0) -> list[list[SSEEvent]]:
+    """Read many streams at once (as concurrent clients would) until each has seen ``until``."""
+    results: list[list[SSEEvent]] = [[] for _ in streams]
+    active = set(range(len(streams)))
+    deadline = time.monotonic() + timeout
+    while active:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{len(active)} streams did not finish in {timeout} s")
+        ready = [i for i in active if streams[i].buffered()]
+        if not ready:
+            socks = {streams[i].sock: i for i in active}
+            readable, _, _ = select.select(list(socks), [], [], min(remaining, 1.0))
+            ready = [socks[s] for s in readable]
+        for i in ready:
+            event = streams[i].next(timeout=max(0.01, deadline - time.monotonic()))
+            if event is None:
+                raise AssertionError(f"stream {i} ended early after {[(e.event, e.id) for e in results[i]][-3:]}")
+            results[i].append(event)
+            if until(event):
+                active.discard(i)
+    return results

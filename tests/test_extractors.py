@@ -1,132 +1,27 @@
 """Tests for supervisor.extractors and the built-in extractors of supervisor.profiles."""
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
 from supervisor import extractors
 from supervisor.exceptions import InvalidExtractor
 from supervisor.extractors import Extraction, ExtractorSet, compile_extractors
+from supervisor.lines import LineSplitter
 from supervisor.profiles import CODEX, GENERIC, NPM, builtin_profiles
 
-# Byte-for-byte PTY recordings (/work/shared/transcripts/*.raw): npm 10 and codex exec 0.169.
-TRANSCRIPTS: dict[str, bytes] = {
-    "codex-exec": (
-        b'OpenAI Codex v0.169.0\r\n'
-        b'--------\r\n'
-        b'\x1b[1mworkdir:\x1b[0m /home/dev/project\r\n'
-        b'\x1b[1mmodel:\x1b[0m gpt-6.1-sol\r\n'
-        b'\x1b[1mprovider:\x1b[0m openai\r\n'
-        b'\x1b[1mapproval:\x1b[0m never\r\n'
-        b'\x1b[1msandbox:\x1b[0m read-only\r\n'
-        b'\x1b[1mreasoning effort:\x1b[0m none\r\n'
-        b'\x1b[1mreasoning summaries:\x1b[0m none\r\n'
-        b'\x1b[1msession id:\x1b[0m 01a1fde8-a88c-7a73-a786-cad8e4d2cc29\r\n'
-        b'--------\r\n'
-        b'\x1b[36muser\x1b[0m\r\n'
-        b'say hello\r\n'
-        b'\x1b[1m\x1b[33mwarning:\x1b[0m\x1b[0m Codex could not find bubblewrap on'
-        b' PATH. Install bubblewrap with your OS package manager. See '
-        b'the sandbox prerequisites: https://developers.openai.com/cod'
-        b'ex/concepts/sandboxing#prerequisites. Codex will use the bun'
-        b'dled bubblewrap in the meantime.\r\n'
-        b'\x1b[2m2026-11-21T11:40:45.629852Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[2m2026-11-21T11:40:45.656761Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[2m2026-11-21T11:40:45.865847Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... 2/5\r\n'
-        b'\x1b[2m2026-11-21T11:40:46.290959Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... 3/5\r\n'
-        b'\x1b[2m2026-11-21T11:40:47.030279Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... 4/5\r\n'
-        b'\x1b[2m2026-11-21T11:40:48.712101Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... 5/5\r\n'
-        b'\x1b[2m2026-11-21T11:40:51.920482Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2mcodex'
-        b'_api::endpoint::responses_websocket\x1b[0m\x1b[2m:\x1b[0m failed to c'
-        b'onnect to Responses WebSocket \x1b[3mstage\x1b[0m\x1b[2m=\x1b[0mUnknown\r\n'
-        b'\x1b[1m\x1b[33mwarning:\x1b[0m\x1b[0m Falling back from WebSockets to HT'
-        b'TPS transport. stream disconnected before completion: failed'
-        b' to lookup address information: Name does not resolve\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... waiting for network\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... waiting for network\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... waiting for network\r\n'
-        b'\x1b[1m\x1b[31mERROR:\x1b[0m\x1b[0m Reconnecting... waiting for network\r\n'
-        b'\n'
-    ),
-    "npm-build": (
-        b'\x1b[1mnpm\x1b[22m \x1b[33mwarn\x1b[39m \x1b[94mUnknown user config "nodedi'
-        b'r". This will stop working in the next major version of npm.'
-        b' See `npm help npmrc` for supported config options.\x1b[39m\r\n'
-        b'\r\n'
-        b'> demo@1.0.0 build\r\n'
-        b'> node -e "for(let i=0;i<=10;i++){process.stdout.write(\'\\rbu'
-        b'ilding \'+(i*10)+\'%\');} console.log(); console.error(\'warning: something\')"\r\n'
-        b'\r\n'
-        b'\rbuilding 0%\rbuilding 10%\rbuilding 20%\rbuilding 30%\rbuilding'
-        b' 40%\rbuilding 50%\rbuilding 60%\rbuilding 70%\rbuilding 80%\rbui'
-        b'lding 90%\rbuilding 100%\r\n'
-        b'warning: something\r\n'
-        b'\xe2\xa0\x99\x1b[1G\x1b[0K\n'
-    ),
-    "npm-err": (
-        b'\x1b[1mnpm\x1b[22m \x1b[33mwarn\x1b[39m \x1b[94mUnknown user config "nodedi'
-        b'r". This will stop working in the next major version of npm.'
-        b' See `npm help npmrc` for supported config options.\x1b[39m\r\n'
-        b'\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m Missing script: "nosuch"\r\n'
-        b'\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m\r\n'
-        b'\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m To see a list of scripts, run:\r\n'
-        b'\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m   npm run\r\n'
-        b'\x1b[1mnpm\x1b[22m \x1b[31merror\x1b[39m A complete log of this run can '
-        b'be found in: /home/dev/.npm/_logs/2026-11-21T11_40_35_508Z-debug-0.log\r\n'
-        b'\n'
-    ),
-    "npm-install": (
-        b'\x1b[1mnpm\x1b[22m \x1b[33mwarn\x1b[39m \x1b[94mUnknown user config "nodedi'
-        b'r". This will stop working in the next major version of npm.'
-        b' See `npm help npmrc` for supported config options.\x1b[39m\r\n'
-        b'\xe2\xa0\x99\x1b[1G\x1b[0K\xe2\xa0\xb9\x1b[1G\x1b[0K\r\n'
-        b'added 2 packages in 368ms\r\n'
-        b'\xe2\xa0\xb9\x1b[1G\x1b[0K\n'
-    ),
-    "npm-test": (
-        b'\x1b[1mnpm\x1b[22m \x1b[33mwarn\x1b[39m \x1b[94mUnknown user config "nodedi'
-        b'r". This will stop working in the next major version of npm.'
-        b' See `npm help npmrc` for supported config options.\x1b[39m\r\n'
-        b'\r\n'
-        b'> demo@1.0.0 test\r\n'
-        b'> node test.js\r\n'
-        b'\r\n'
-        b'\x1b[32m\xe2\x9c\x93 test 0\x1b[0m\r\n'
-        b'\x1b[32m\xe2\x9c\x93 test 1\x1b[0m\r\n'
-        b'\x1b[32m\xe2\x9c\x93 test 2\x1b[0m\r\n'
-        b'\x1b[31m\xe2\x9c\x97 test 3 failed\x1b[0m\r\n'
-        b'\x1b[32m\xe2\x9c\x93 test 4\x1b[0m\r\n'
-        b'4 passing, 1 failing\r\n'
-        b'\xe2\xa0\x99\x1b[1G\x1b[0K\n'
-    ),
-}
-
-# CSI and OSC sequences and two-byte escapes: enough for these recordings.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+#: Byte-for-byte PTY recordings of npm 10 and codex exec 0.169 (copies of
+#: /work/shared/transcripts/*.raw).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "transcripts"
 
 
 def transcript_lines(name: str) -> list[str]:
-    """The recording's lines as the terminal would leave them: text after the last ``\\r``."""
-    text = TRANSCRIPTS[name].decode("utf-8")
-    return [_ANSI.sub("", raw.rstrip("\r").split("\r")[-1]) for raw in text.split("\n")]
+    """The recording's lines as the pipeline hands them to extractors (``Line.plain``)."""
+    splitter = LineSplitter()
+    lines = splitter.feed((FIXTURES / f"{name}.raw").read_bytes()) + splitter.finish()
+    return [line.plain for line in lines]
 
 
 def profile_set(profile: str) -> ExtractorSet:
@@ -406,7 +301,7 @@ def test_pathological_pattern_without_prefilter(monkeypatch: pytest.MonkeyPatch)
 
 def test_public_wrapper_path_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the wrapper's internals, scan falls back to its public API with equal results."""
-    lines = [line for name in TRANSCRIPTS for line in transcript_lines(name)]
+    lines = [line for name in RECORDED for line in transcript_lines(name)]
     codex = profile_set("codex")
     fast = [codex.scan(line) for line in lines]
     monkeypatch.setattr(extractors, "_UNANCHORED", None)
@@ -487,6 +382,11 @@ RECORDED: dict[str, tuple[str, dict[str, list[tuple[str, str]]]]] = {
         "4 passing, 1 failing": [("tests.passing", "4 passing, 1 failing")],
     }),
 }
+
+
+def test_every_recording_is_checked() -> None:
+    """Each recording in the fixtures directory has its expectations below."""
+    assert sorted(path.stem for path in FIXTURES.glob("*.raw")) == sorted(RECORDED)
 
 
 @pytest.mark.parametrize("recording", sorted(RECORDED))

@@ -136,4 +136,5 @@ def test_long_unfinished_sequence_is_not_carried() -> None:
     """An unterminated OSC longer than any query is dropped, not kept growing."""
     responder = TerminalResponder()
     assert responder.feed(b"\x1b]0;" + b"t" * 1000) == b""
-    assert responder.feed(b"\x07" + CPR) != b""
+    reply = responder.feed(b"\x07" + CPR)
+    assert reply.startswith(b"\x1b[1;") and reply.endswith(b"R")

@@ -28,8 +28,8 @@ EXPECTED: dict[str, list[str]] = {
         NPM_WARN,
         "",
         "> demo@1.0.0 build",
-        "> node -e \"for(let i=0;i<=10;i++){process.stdout.write('\\rbuilding '+(i*10)+'%');}"
-        " console.log(); console.error('warning: something')\"",
+        ("> node -e \"for(let i=0;i<=10;i++){process.stdout.write('\\rbuilding '+(i*10)+'%');}"
+        " console.log(); console.error('warning: something')\""),
         "",
         "building 100%",
         "warning: something",
@@ -41,8 +41,8 @@ EXPECTED: dict[str, list[str]] = {
         "npm error",
         "npm error To see a list of scripts, run:",
         "npm error   npm run",
-        "npm error A complete log of this run can be found in:"
-        " /home/dev/.npm/_logs/2026-11-21T11_40_35_508Z-debug-0.log",
+        ("npm error A complete log of this run can be found in:"
+        " /home/dev/.npm/_logs/2026-11-21T11_40_35_508Z-debug-0.log"),
         "",  # the recording ends with CRLF LF: one blank line on screen
     ],
     "npm-install": [
@@ -76,10 +76,10 @@ EXPECTED: dict[str, list[str]] = {
         "--------",
         "user",
         "say hello",
-        "warning: Codex could not find bubblewrap on PATH. Install bubblewrap with your OS package"
+        ("warning: Codex could not find bubblewrap on PATH. Install bubblewrap with your OS package"
         " manager. See the sandbox prerequisites:"
         " https://developers.openai.com/codex/concepts/sandboxing#prerequisites. Codex will use"
-        " the bundled bubblewrap in the meantime.",
+        " the bundled bubblewrap in the meantime."),
         "2026-11-21T11:40:45.629852Z" + CONNECT_ERROR,
         "2026-11-21T11:40:45.656761Z" + CONNECT_ERROR,
         "2026-11-21T11:40:45.865847Z" + CONNECT_ERROR,
@@ -91,8 +91,8 @@ EXPECTED: dict[str, list[str]] = {
         "2026-11-21T11:40:48.712101Z" + CONNECT_ERROR,
         "ERROR: Reconnecting... 5/5",
         "2026-11-21T11:40:51.920482Z" + CONNECT_ERROR,
-        "warning: Falling back from WebSockets to HTTPS transport. stream disconnected before"
-        " completion: failed to lookup address information: Name does not resolve",
+        ("warning: Falling back from WebSockets to HTTPS transport. stream disconnected before"
+        " completion: failed to lookup address information: Name does not resolve"),
         "ERROR: Reconnecting... waiting for network",
         "ERROR: Reconnecting... waiting for network",
         "ERROR: Reconnecting... waiting for network",

@@ -1,0 +1,176 @@
+"""The REST API against a real server: the contract of docs/API.md, bad input, auth, CORS."""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pytest
+
+from helpers import Server, python_agent, wait_for
+
+
+def error_of(response: Any) -> dict[str, str]:
+    assert response.headers.get("content-type", "").startswith("application/json"), response.body[:200]
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return body["error"]  # type: ignore[no-any-return]
+
+
+def test_create_list_show_stop_delete(server: Server) -> None:
+    """An agent goes through the whole REST lifecycle with the documented fields."""
+    created = server.create(name="sleepy", command=["sleep", "30"])
+    for key in ("name", "command", "state", "pid", "started_at", "ended_at", "exit_code", "signal",
+                "duration_s", "lines", "extractions", "clients", "last_event_id"):
+        assert key in created, key
+    assert created["state"] == "running" and created["pid"] > 0
+    assert [a["name"] for a in server.get("/api/agents")["agents"]] == ["sleepy"]
+    response = server.request("DELETE", "/api/agents/sleepy")
+    assert response.status == 409 and error_of(response)["code"] == "agent_running"
+    response = server.request("POST", "/api/agents/sleepy/stop")
+    assert response.status == 202
+    agent = server.wait_state("sleepy", "exited")
+    assert agent["signal"] == "SIGTERM" and agent["ended_at"]
+    assert server.request("DELETE", "/api/agents/sleepy").status == 204
+    assert server.request("GET", "/api/agents/sleepy").status == 404
+
+
+def test_input_resize_restart_and_events(server: Server) -> None:
+    """Input reaches the agent, resize is accepted, restart starts run 2, events page through."""
+    server.create(name="reader", command=["sh", "-c", "read x; echo got $x; stty size"])
+    assert server.request("POST", "/api/agents/reader/resize", {"cols": 90, "rows": 20}).status == 204
+    assert server.request("POST", "/api/agents/reader/input", {"data": "hello\n"}).status == 204
+    server.wait_state("reader", "exited")
+    events = server.get("/api/agents/reader/events")["events"]
+    lines = [e["data"]["line"] for e in events if e["type"] == "log"]
+    assert "got hello" in lines and "20 90" in lines
+    page = server.get("/api/agents/reader/events?after=0&limit=2")
+    assert len(page["events"]) == 2
+    rest = server.get(f"/api/agents/reader/events?after={page['events'][-1]['id']}")
+    assert [e["id"] for e in page["events"] + rest["events"]] == [e["id"] for e in events]
+    assert server.request("POST", "/api/agents/reader/input", {"data": "x\n"}).status == 409
+    assert server.request("POST", "/api/agents/reader/restart").status == 202
+    wait_for(lambda: server.get("/api/agents/reader")["run"] == 2, 10)
+    server.request("POST", "/api/agents/reader/stop")
+    server.wait_state("reader", "exited")
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"{not json", 400, "invalid_json"),
+    (b"[1, 2]", 400, "invalid_request"),
+    (json.dumps({"name": "a/b", "command": ["true"]}).encode(), 400, "invalid_name"),
+    (json.dumps({"name": "x", "command": ["true"], "extractors": [{"name": "e", "pattern": "(unclosed"}]}).encode(), 400, "invalid_extractor"),
+    (json.dumps({"name": "x", "profile": "nope"}).encode(), 400, "unknown_profile"),
+    (json.dumps({"name": "x", "command": ["no-such-binary-xyz"]}).encode(), 400, "executable_not_found"),
+    (json.dumps({"name": "x", "command": []}).encode(), 400, "invalid_command"),
+    (json.dumps({"name": "x", "command": ["true"], "cwd": "/nope/nope"}).encode(), 400, "invalid_cwd"),
+    (json.dumps({"name": "x", "command": ["true"], "cols": "wide"}).encode(), 400, "invalid_request"),
+    (b"{" + b'"name": "' + b"x" * (2 << 20) + b'"}', 413, "body_too_large"),
+])
+def test_bad_agent_definitions(server: Server, body: bytes, status: int, code: str) -> None:
+    """Every kind of bad definition gets its status and a JSON error naming the problem."""
+    response = server.request("POST", "/api/agents", raw_body=body, headers={"Content-Type": "application/json"})
+    assert response.status == status
+    error = error_of(response)
+    assert error["code"] == code
+    if code == "invalid_extractor":
+        assert "position" in error["message"]
+
+
+def test_conflicts_unknowns_and_methods(server: Server) -> None:
+    """409 for a running name, 404 for unknown agents and routes, 405 for a wrong method."""
+    server.create(name="busy", command=["sleep", "30"])
+    response = server.request("POST", "/api/agents", {"name": "busy", "command": ["true"]})
+    assert response.status == 409 and error_of(response)["code"] == "agent_running"
+    for method, path in (("GET", "/api/agents/ghost"), ("POST", "/api/agents/ghost/stop"),
+                         ("GET", "/api/agents/ghost/stream"), ("GET", "/api/nothing-here")):
+        response = server.request(method, path)
+        assert response.status == 404 and error_of(response)["code"] in ("agent_not_found", "not_found")
+    response = server.request("PUT", "/api/agents")
+    assert response.status == 405 and error_of(response)
+    response = server.request("GET", "/api/agents/busy/stream", headers={"Last-Event-ID": "abc"})
+    assert response.status == 400 and error_of(response)["code"] == "invalid_last_event_id"
+    response = server.request("GET", "/api/agents/busy/events?after=-1")
+    assert response.status == 400
+    server.request("POST", "/api/agents/busy/stop")
+    server.wait_state("busy", "exited")
+
+
+def test_token_required_on_every_api_route(make_server: Callable[..., Server]) -> None:
+    """With a token, /api routes (streams and stats too) need it; /healthz and pages do not."""
+    server = make_server(token="s3cret-token")
+    for path in ("/api/agents", "/api/sse/stats", "/api/stream", "/api/agents/x/stream"):
+        response = server.request("GET", path, headers={"Authorization": ""})
+        assert response.status == 401, path
+        assert error_of(response)["code"] == "unauthorized"
+        assert response.headers.get("www-authenticate", "").startswith("Bearer")
+        bad = server.request("GET", path, headers={"Authorization": "Bearer wrong"})
+        assert bad.status == 401
+    assert server.request("GET", "/api/agents").status == 200
+    assert server.request("GET", "/api/agents?token=s3cret-token", headers={"Authorization": ""}).status == 200
+    assert server.request("GET", "/healthz", headers={"Authorization": ""}).status == 200
+    stream = server.stream("/api/stream?token=s3cret-token", headers={"Authorization": ""})
+    with stream:
+        assert stream.status == 200 and stream.next().event == "connected"
+    log = server.log_path.read_text()
+    assert "s3cret-token" not in log and "token=***" in log
+
+
+def test_auth_off_by_default_and_cors(make_server: Callable[..., Server], tmp_path: Any) -> None:
+    """Without a token the API is open on loopback; CORS answers only configured origins."""
+    config = tmp_path / "config.toml"
+    config.write_text('cors_origins = ["http://allowed.example"]\n')
+    server = make_server("--config", str(config))
+    ok = server.request("GET", "/api/agents", headers={"Origin": "http://allowed.example"})
+    assert ok.status == 200 and ok.headers["access-control-allow-origin"] == "http://allowed.example"
+    other = server.request("GET", "/api/agents", headers={"Origin": "http://evil.example"})
+    assert other.status == 200 and "access-control-allow-origin" not in other.headers
+    preflight = server.request("OPTIONS", "/api/agents", headers={
+        "Origin": "http://allowed.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+
+
+def test_refuses_public_bind_without_token(tmp_path: Any) -> None:
+    """Binding to a non-loopback address without a token is refused with a clear message."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--host", "0.0.0.0", "--port", "0",
+                             "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "token" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(server: Server, tmp_path: Any) -> None:
+    """A second server on a taken port exits with one clear line, no traceback."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--port", str(server.port),
+                             "--data-dir", str(tmp_path / "d2")], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_healthz_and_pages(server: Server) -> None:
+    """The health probe answers JSON; the dashboard and test page are served."""
+    health = server.get("/healthz")
+    assert health["status"] == "ok"
+    assert server.request("GET", "/").status == 200
+    assert server.request("GET", "/test_sse.html").status == 200
+
+
+def test_profile_agent_uses_profile_extractors(server: Server, tmp_path: Any) -> None:
+    """An agent defined by profile gets the profile's command and extractors, plus its args."""
+    agent = server.create(name="np", profile="shell", args=["-c", "echo see https://example.org/x"])
+    assert agent["command"][-2:] == ["-c", "echo see https://example.org/x"]
+    server.wait_state("np", "exited")
+    found = [e["data"] for e in server.get("/api/agents/np/events")["events"] if e["type"] == "extraction"]
+    assert {"name": "url", "value": "https://example.org/x"}.items() <= found[0].items()
+
+
+def test_many_lines_agent_counts(server: Server) -> None:
+    """lines and extractions in the agent summary count the run's lines and matches."""
+    server.create(name="counter", command=python_agent("for i in range(50): print('ERROR: e', i)"))
+    agent = server.wait_state("counter", "exited")
+    assert agent["lines"] == 50 and agent["extractions"] >= 50

@@ -1,0 +1,269 @@
+"""SSE streams against a real server: replay, live tail, resume, fan-out, slow clients, stats."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any, Callable
+
+from helpers import Server, SSEEvent, python_agent, read_all, wait_for
+
+
+def ids(events: list[SSEEvent]) -> list[int]:
+    return [int(e.id) for e in events if e.id is not None]
+
+
+def logs(events: list[SSEEvent]) -> list[str]:
+    """The complete lines the agent printed (not partials, not the echo of our input)."""
+    data = [e.json()["data"] for e in events if e.event == "log"]
+    return [d["line"] for d in data if not d.get("partial") and not d.get("echo")]
+
+
+def is_complete(event: SSEEvent) -> bool:
+    return event.event == "complete"
+
+
+def test_frames_headers_replay_then_live(server: Server) -> None:
+    """A stream sends retry, connected, the history, then live events, as documented."""
+    server.create(name="talker", command=python_agent(
+        "import sys\nprint('before')\nsys.stdin.readline()\nprint('after')"))
+    wait_for(lambda: any(e["data"].get("line") == "before" for e in server.get("/api/agents/talker/events")["events"]), 10)
+    with server.stream("/api/agents/talker/stream") as stream:
+        assert stream.status == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.headers["cache-control"] == "no-cache" and stream.headers["x-accel-buffering"] == "no"
+        first = stream.next()
+        assert stream.retry == 3000 and bytes(stream.raw).startswith(b"retry: 3000\n\n")
+        assert first.event == "connected" and first.id is None and first.json()["client_id"]
+        replay = stream.until(lambda e: e.event == "log")
+        assert logs(replay) == ["before"]
+        server.request("POST", "/api/agents/talker/input", {"data": "go\n"})
+        rest = stream.until(is_complete)
+        assert "after" in logs(rest)
+        assert stream.next() is None, "the response ends after complete"
+    every = replay + rest
+    assert ids(every) == sorted(set(ids(every))), "ids strictly increasing, no duplicates"
+    envelope = replay[-1].json()
+    assert set(envelope) == {"id", "type", "timestamp", "agent_name", "data"}
+    assert envelope["data"]["stream"] == "stdout" and envelope["data"]["line_num"] == 1
+    assert envelope["timestamp"].endswith("Z") and len(envelope["timestamp"]) == 24
+
+
+def test_204_when_done_and_seen(server: Server) -> None:
+    """Reconnecting at or past the final event of a finished agent gets 204 No Content."""
+    server.create(name="quick", command=["echo", "hi"])
+    server.wait_state("quick", "exited")
+    last = server.get("/api/agents/quick")["last_event_id"]
+    response = server.request("GET", "/api/agents/quick/stream", headers={"Last-Event-ID": str(last)})
+    assert response.status == 204
+    with server.stream("/api/agents/quick/stream", headers={"Last-Event-ID": str(last - 1)}) as stream:
+        got = stream.until(is_complete)
+        assert ids(got) == [last] and stream.next() is None
+
+
+def test_resume_mid_flood_has_no_gap_and_no_duplicate(server: Server) -> None:
+    """A client that reconnects with Last-Event-ID while the agent floods misses nothing."""
+    server.create(name="flood", command=python_agent("for i in range(30000): print('flood line', i)"))
+    with server.stream("/api/agents/flood/stream") as first:
+        part1 = [e for e, _ in zip(first.events(), range(3000))]
+    last = ids(part1)[-1]
+    with server.stream("/api/agents/flood/stream", headers={"Last-Event-ID": str(last)}) as second:
+        second.next()  # connected
+        part2 = second.until(is_complete, timeout=60)
+    every = ids(part1) + ids(part2)
+    assert every == sorted(every) and len(every) == len(set(every))
+    history = []
+    after = 0
+    while True:
+        page = server.get(f"/api/agents/flood/events?after={after}&limit=10000")["events"]
+        if not page:
+            break
+        history += [e["id"] for e in page]
+        after = page[-1]["id"]
+    assert every == history
+    assert logs(part1 + part2) == [f"flood line {i}" for i in range(30000)]
+
+
+def test_query_last_event_id_and_reset_from_the_future(server: Server) -> None:
+    """?last_event_id= works like the header; an id from the future gets reset, then everything."""
+    server.create(name="short", command=["printf", "a\\nb\\n"])
+    server.wait_state("short", "exited")
+    events = server.get("/api/agents/short/events")["events"]
+    with server.stream(f"/api/agents/short/stream?last_event_id={events[1]['id']}") as stream:
+        got = stream.until(is_complete)
+        assert ids(got) == [e["id"] for e in events[2:]]
+    with server.stream("/api/agents/short/stream?last_event_id=999999") as stream:
+        got = stream.until(is_complete)
+        reset = [e for e in got if e.event == "reset"]
+        assert reset and reset[0].json()["missed"] == 0 and reset[0].id is None
+        assert ids(got) == [e["id"] for e in events]
+
+
+def test_hundred_clients_get_identical_sequences(server: Server) -> None:
+    """100 concurrent clients of one agent all receive the same events in the same order."""
+    server.create(name="fan", command=python_agent(
+        "import sys, time\nsys.stdin.readline()\n"
+        "for i in range(1000):\n print('fan', i)\n if i % 10 == 0: time.sleep(0.01)"))
+    streams = [server.stream("/api/agents/fan/stream") for _ in range(100)]
+    try:
+        for stream in streams:
+            assert stream.next().event == "connected"
+        wait_for(lambda: server.get("/api/sse/stats")["agents"]["fan"] == 100, 10, what="100 live clients")
+        server.request("POST", "/api/agents/fan/input", {"data": "go\n"})
+        sequences = [ids(events) for events in read_all(streams, is_complete, timeout=60)]
+    finally:
+        for stream in streams:
+            stream.close()
+    assert all(seq == sequences[0] for seq in sequences)
+    assert len(sequences[0]) > 1000
+
+
+def test_slow_client_is_dropped_and_others_unaffected(server: Server) -> None:
+    """A client that stops reading is dropped with slow_consumer; a normal one gets everything."""
+    server.create(name="big", command=python_agent(
+        "import sys, time\nsys.stdin.readline()\n"
+        "for i in range(3000):\n print(str(i).ljust(4000, 'x'))\n if i % 10 == 0: time.sleep(0.005)"))
+    slow = server.stream("/api/agents/big/stream", rcvbuf=4096)
+    normal = server.stream("/api/agents/big/stream")
+    try:
+        assert slow.next().event == "connected" and normal.next().event == "connected"
+        wait_for(lambda: server.get("/api/sse/stats")["agents"]["big"] == 2, 10)
+        server.request("POST", "/api/agents/big/input", {"data": "go\n"})
+        got = normal.until(is_complete, timeout=60)
+        lines = logs(got)
+        assert [int(line[:4].rstrip("x")) for line in lines] == list(range(3000))
+        stats = server.get("/api/sse/stats")
+        assert stats["clients_dropped_slow"] == 1
+        # The slow client's response has ended: reading it through finds the end (and, if the
+        # socket took it, the reason).
+        tail = list(slow.events(timeout=30))
+        assert slow.closed
+        reasons = [e.json().get("reason") for e in tail if e.event == "error"]
+        assert reasons in ([], ["slow_consumer"])
+    finally:
+        slow.close()
+        normal.close()
+
+
+def test_stats_follow_connects_and_disconnects(server: Server) -> None:
+    """Stats count clients per agent with details, and forget a client once it disconnects."""
+    server.create(name="watched", command=["sleep", "30"])
+    stream = server.stream("/api/agents/watched/stream")
+    assert stream.next().event == "connected"
+    stats = wait_for(lambda: (s := server.get("/api/sse/stats"))["agents"]["watched"] == 1 and s, 10)
+    assert stats["total_clients"] == 1 and stats["total_agents"] == 1
+    client = stats["clients"][0]
+    assert client["agent"] == "watched" and client["remote_addr"] == "127.0.0.1"
+    assert {"id", "connected_at", "queued", "sent"} <= set(client)
+    for key in ("events_published", "events_delivered", "clients_dropped_slow", "uptime_s"):
+        assert key in stats
+    stream.close()
+    wait_for(lambda: server.get("/api/sse/stats")["total_clients"] == 0, 10, what="client to be forgotten")
+    server.request("POST", "/api/agents/watched/stop")
+    server.wait_state("watched", "exited")
+
+
+def test_vanished_client_is_cleaned_up(server: Server) -> None:
+    """A client process killed mid-stream (no orderly close) is noticed and forgotten."""
+    server.create(name="lonely", command=["sleep", "30"])
+    code = f"""
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", {server.port}))
+s.sendall(b"GET /api/agents/lonely/stream HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+s.recv(100)
+print("connected", flush=True)
+time.sleep(60)
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"connected\n"
+        wait_for(lambda: server.get("/api/sse/stats")["agents"]["lonely"] == 1, 10)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+    wait_for(lambda: server.get("/api/sse/stats")["total_clients"] == 0, 10, what="the vanished client to go")
+    server.request("POST", "/api/agents/lonely/stop")
+    server.wait_state("lonely", "exited")
+
+
+def test_all_agents_stream_sees_both_agents_and_additions(server: Server) -> None:
+    """/api/stream carries agent_added and every agent's events, in one id sequence."""
+    with server.stream("/api/stream") as stream:
+        assert stream.next().event == "connected"
+        wait_for(lambda: server.get("/api/sse/stats")["all_stream_clients"] == 1, 10)
+        server.create(name="one", command=["echo", "from one"])
+        server.create(name="two", command=["echo", "from two"])
+        seen: dict[str, set[str]] = {"one": set(), "two": set()}
+
+        def done(event: SSEEvent) -> bool:
+            envelope = event.json()
+            if envelope.get("agent_name") in seen:
+                seen[envelope["agent_name"]].add(event.event)
+            return all("complete" in kinds for kinds in seen.values())
+        got = stream.until(done, timeout=20)
+    assert all({"agent_added", "state", "log", "complete"} <= kinds for kinds in seen.values())
+    assert ids(got) == sorted(ids(got))
+    server.request("DELETE", "/api/agents/one")
+    with server.stream("/api/stream", headers={"Last-Event-ID": str(ids(got)[-1])}) as stream:
+        removed = stream.until(lambda e: e.event == "agent_removed", timeout=10)
+        assert removed[-1].json()["data"]["name"] == "one"
+
+
+def test_ping_keeps_idle_streams_alive(make_server: Callable[..., Server], tmp_path: Any) -> None:
+    """An idle stream gets event: ping without an id at the keep-alive interval."""
+    server = make_server(env={"AGENT_SUPERVISOR_KEEPALIVE_S": "0.3"})
+    server.create(name="idle", command=["sleep", "30"])
+    with server.stream("/api/agents/idle/stream") as stream:
+        got = stream.until(lambda e: e.event == "ping", timeout=10)
+        assert got[-1].id is None and "time" in got[-1].json()
+    server.request("POST", "/api/agents/idle/stop")
+    server.wait_state("idle", "exited")
+
+
+def test_client_limit_gives_503(make_server: Callable[..., Server]) -> None:
+    """Past the per-agent client limit a stream request gets 503 with Retry-After."""
+    server = make_server(env={"AGENT_SUPERVISOR_MAX_CLIENTS_PER_AGENT": "2"})
+    server.create(name="popular", command=["sleep", "30"])
+    streams = [server.stream("/api/agents/popular/stream") for _ in range(2)]
+    try:
+        for s in streams:
+            s.next()
+        wait_for(lambda: server.get("/api/sse/stats")["agents"]["popular"] == 2, 10)
+        refused = server.request("GET", "/api/agents/popular/stream")
+        assert refused.status == 503 and refused.headers["retry-after"]
+        assert refused.json()["error"]["code"] == "too_many_clients"
+    finally:
+        for s in streams:
+            s.close()
+    server.request("POST", "/api/agents/popular/stop")
+    server.wait_state("popular", "exited")
+
+
+def test_strip_ansi_option(server: Server) -> None:
+    """?strip_ansi=1 sends log lines without escape sequences."""
+    server.create(name="colour", command=["printf", "\\033[31mred\\033[0m\\n"])
+    server.wait_state("colour", "exited")
+    with server.stream("/api/agents/colour/stream?strip_ansi=1") as stream:
+        data = [e.json()["data"] for e in stream.until(is_complete) if e.event == "log"]
+    assert data[0]["line"] == "red" and "plain" not in data[0]
+    with server.stream("/api/agents/colour/stream") as stream:
+        data = [e.json()["data"] for e in stream.until(is_complete) if e.event == "log"]
+    assert data[0]["line"] == "\x1b[31mred\x1b[0m" and data[0]["plain"] == "red"
+
+
+def test_graceful_shutdown_stops_agents_and_ends_streams(make_server: Callable[..., Server]) -> None:
+    """SIGTERM to the server stops its agents (their final events reach the streams) and exits 0."""
+    server = make_server()
+    server.create(name="worker", command=["sleep", "30"])
+    with server.stream("/api/agents/worker/stream") as stream:
+        stream.next()
+        wait_for(lambda: server.get("/api/sse/stats")["agents"]["worker"] == 1, 10)
+        assert server.stop() == 0
+        got = list(stream.events(timeout=20))
+    assert "complete" in [e.event for e in got]
+    assert stream.closed
