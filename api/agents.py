@@ -75,11 +75,13 @@ def send_input(name: str) -> tuple[str, int]:
 def resize(name: str) -> tuple[str, int]:
     agent = current().registry.get(name)
     body = _object(read_json())
-    cols, rows = body.get("cols"), body.get("rows")
-    for key, value, low, high in (("cols", cols, 10, 1000), ("rows", rows, 5, 500)):
+    size = []
+    for key, low, high in (("cols", 10, 1000), ("rows", 5, 500)):
+        value = body.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidRequest(f"{key} must be an integer from {low} to {high}")
-    agent.resize(cols, rows)
+        size.append(value)
+    agent.resize(*size)
     return "", 204
 
 

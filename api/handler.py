@@ -25,7 +25,7 @@ def redact(requestline: str) -> str:
     return _TOKEN_IN_QUERY.sub(r"\1***", requestline)
 
 
-class StreamingHandler(WSGIHandler):  # type: ignore[misc]  # gevent's classes are untyped
+class StreamingHandler(WSGIHandler):
     """A :class:`~gevent.pywsgi.WSGIHandler` whose application may take the socket."""
 
     detached = False
@@ -39,13 +39,13 @@ class StreamingHandler(WSGIHandler):  # type: ignore[misc]  # gevent's classes a
         """Give the connection's socket to the caller; pywsgi forgets it (no response, no close)."""
         sock: GeventSocket = self.socket
         self.detached = True
-        self.socket = None
+        self.socket = None  # type: ignore[assignment]  # pywsgi's own "no socket any more" value
         self.close_connection = True
         return sock
 
     def run_application(self) -> None:
         # pywsgi's own version, except that a detached response is not written.
-        assert self.result is None
+        assert self.result is None and self.application is not None and self.environ is not None
         try:
             self.result = self.application(self.environ, self.start_response)
             if not self.detached:

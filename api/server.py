@@ -99,7 +99,11 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     app = create_app(config)
     ext: Supervisor = app.extensions[EXTENSION]
     server = WSGIServer(
-        listener, app, handler_class=StreamingHandler, log=_AccessLog(), error_log=_ErrorLog()
+        listener,
+        app,
+        handler_class=StreamingHandler,
+        log=logging.getLogger("api.access"),
+        error_log=logging.getLogger("api.server"),
     )
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -124,23 +128,3 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
         server.stop(timeout=2)
         log.info("stopped")
 
-
-class _AccessLog:
-    """pywsgi writes one line per request here; it goes to the ``api.access`` logger."""
-
-    _log = logging.getLogger("api.access")
-
-    def write(self, line: str) -> None:
-        self._log.info(line.rstrip("\n"))
-
-
-class _ErrorLog:
-    _log = logging.getLogger("api.server")
-
-    def write(self, text: str) -> None:
-        text = text.rstrip("\n")
-        if text:
-            self._log.error(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()

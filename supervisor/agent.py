@@ -73,6 +73,7 @@ class Agent:
         self._stop_requested = False
         self._restart_requested = False
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
+        self._shown_partial: int | None = None  # line_num of a partial line not yet completed
         self._backoff: gevent.Greenlet[..., Any] | None = None
 
     @property
@@ -155,6 +156,7 @@ class Agent:
         self.pid = self.exit_code = self.signal = None
         self.started_at, self.ended_at = time.time(), None
         self.lines = self.extractions = 0
+        self._shown_partial = None
         spec = self.spec
         self._splitter = LineSplitter(self.config.max_line_length)
         self._echo = EchoTracker()
@@ -240,7 +242,10 @@ class Agent:
             data["echo"] = echoed
         self._emit(events.LOG, data)
         if line.partial:
+            self._shown_partial = line.line_num
             return
+        if line.line_num == self._shown_partial:
+            self._shown_partial = None
         self.lines += 1
         text = line.plain[:-echoed] if echoed else line.plain
         if not text or not len(self.extractors):
@@ -266,6 +271,12 @@ class Agent:
         if self._splitter is not None:
             for line in self._splitter.finish():
                 self._emit_line(line)
+        if self._shown_partial is not None:
+            # A partial line that never got its newline and was erased (a spinner): take it back
+            # so that consumers do not keep showing it.
+            self._emit(events.LOG, {"line": "", "line_num": self._shown_partial, "stream": "stdout",
+                                    "run": self.run, "partial": True})
+            self._shown_partial = None
         if self._output is not None:
             self._output.close()
             self._output = None

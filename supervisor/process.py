@@ -255,6 +255,9 @@ class AgentProcess:
                     break
                 quiet_since = None
                 self._on_output(data)
+                # An agent that prints flat out never lets the read fail with EAGAIN: yield after
+                # each chunk, or the streams (and every other request) would starve.
+                gevent.sleep(0)
         except Exception:  # noqa: BLE001 - a reader bug must still end the run cleanly
             log.exception("reading the PTY of pid %s failed", self.pid)
         finally:

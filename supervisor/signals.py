@@ -64,7 +64,7 @@ def send_safely(signal: Signal, sender: str, event: events.Event) -> None:
         try:
             receiver(sender, event=event)
         except Exception:  # noqa: BLE001 - a broken listener must not break the agent
-            log.exception("receiver %r of signal %r raised; skipped", receiver, signal.name)
+            log.exception("receiver %r of signal %r raised; skipped", receiver, getattr(signal, "name", signal))
 
 
 @contextmanager

@@ -347,3 +347,13 @@ def _is_zombie_child(pid: int) -> bool:
         return False
     state, ppid = stat.rsplit(")", 1)[1].split()[:2]
     return state == "Z" and int(ppid) == os.getpid()
+
+
+def test_erased_spinner_partial_is_taken_back(registry: Registry) -> None:
+    """A spinner shown as a partial line and erased before exit is retracted with an empty partial."""
+    code = "import sys, time\nsys.stdout.write('working |'); sys.stdout.flush()\ntime.sleep(0.6)\nsys.stdout.write('\\r\\x1b[K'); sys.stdout.flush()"
+    run_to_end(registry, name="spinner", command=[PY, "-c", code])
+    logs = [e.data for e in history(registry, "spinner", "log")]
+    assert logs[0]["partial"] and logs[0]["line"] == "working |"
+    assert logs[-1] == {"line": "", "line_num": logs[0]["line_num"], "stream": "stdout", "run": 1, "partial": True}
+    assert not [d for d in logs if not d.get("partial")]

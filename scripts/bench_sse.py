@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""SSE benchmark: a real server, a real agent under a PTY, and a fast load client.
+
+For each scenario: start ``agent-supervisor serve`` on a fresh data dir, start
+``scripts/tick_agent.py`` in it (``tick n=<n> ts=<ns>`` lines at a fixed rate, or flat out),
+connect N SSE clients with ``sseload`` (Node, raw sockets: a Python client saturates before the
+server does) and report delivered events/s, loss, print-to-receive latency p50/p99, server CPU
+and server RSS per client. Results go to stdout as one line per scenario and, with ``--json``,
+to a file.
+
+    scripts/bench_sse.py                       # every scenario
+    scripts/bench_sse.py fanout-1000 --duration 20
+    scripts/bench_sse.py --sseload /path/to/sseload
+
+Loopback only; every run is bounded in time and stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SSELOAD = ROOT.parent / "shared" / "tools" / "sseload"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    clients: int
+    rate: float  # lines/s; 0 = flat out
+    size: int = 120
+    slow: int = 0
+    ramp: float = 2.0
+    warmup: float = 2.0
+    goal: str = ""
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("fanout-1000", 1000, 100, ramp=5, goal="all connected, 0 loss, p99 <= 11 ms"),
+        Scenario("fanout-5000", 5000, 20, ramp=15, warmup=5, goal="all connected, 0 loss, p99 <= 100 ms, <= 12 KB/client"),
+        Scenario("flood-10", 10, 0, ramp=0.5, goal=">= 20k lines/s each, from a real agent"),
+        Scenario("fanout-10", 10, 100, ramp=0.5, goal="(a baseline)"),
+        Scenario("slow-50+1", 51, 200, size=4096, slow=1, ramp=1, goal="slow one dropped, RSS +2 MB at most, the 50 unaffected"),
+    )
+}
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, port: int = 0) -> None:
+        env = {
+            **os.environ,
+            "AGENT_SUPERVISOR_MAX_CLIENTS": "20000",
+            "AGENT_SUPERVISOR_MAX_CLIENTS_PER_AGENT": "20000",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log = open(data_dir.parent / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if "serving on" not in line:
+            raise SystemExit(f"server did not start: {line!r}")
+        self.url = line.split("serving on", 1)[1].strip()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        server = ServerProcess(Path(tmp) / "data")
+        try:
+            pid = server.proc.pid
+            agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
+                     "--size", str(scenario.size)]
+            _post(server.url + "/api/agents", {"name": "ticker", "command": agent})
+            deadline = time.monotonic() + 10
+            while _get(server.url + "/api/agents/ticker")["lines"] < 1:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the tick agent printed nothing")
+                time.sleep(0.05)
+            rss_before = _rss_kb(pid)
+            last_id = _get(server.url + "/api/agents/ticker")["last_event_id"]
+            result_file = Path(tmp) / "sseload.json"
+            cmd = [
+                sseload, "--url", f"{server.url}/api/agents/ticker/stream", "--clients", str(scenario.clients),
+                "--duration", str(duration), "--ramp", str(scenario.ramp), "--warmup", str(scenario.warmup),
+                "--slow", str(scenario.slow), "--header", f"Last-Event-ID: {last_id}",
+                "--seq-regex", r"tick n=(\d+)", "--json", str(result_file), "--quiet",
+                "--wait-connect", "30",
+            ]
+            if scenario.rate:
+                cmd += ["--expect-rate", str(scenario.rate)]
+            load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            # Sample the server over the measurement window (sseload starts it after ramp+warmup).
+            time.sleep(scenario.ramp + scenario.warmup)
+            cpu_start, t_start = _cpu_seconds(pid), time.monotonic()
+            rss_peak = 0
+            while load.poll() is None and time.monotonic() - t_start < duration:
+                rss_peak = max(rss_peak, _rss_kb(pid))
+                time.sleep(0.25)
+            cpu = (_cpu_seconds(pid) - cpu_start) / max(0.001, time.monotonic() - t_start)
+            stats = _get(server.url + "/api/sse/stats")
+            summary, _ = load.communicate(timeout=duration + 120)
+            result = json.loads(result_file.read_text())
+        finally:
+            server.stop()
+    events, latency, conns = result["events"], result["latency_ms"], result["connections"]
+    normal = scenario.clients - scenario.slow
+    return {
+        "scenario": scenario.name,
+        "goal": scenario.goal,
+        "clients": scenario.clients,
+        "rate": scenario.rate or "flat out",
+        "line_bytes": scenario.size,
+        "connected": conns["established"],
+        "events_per_s_total": events["per_sec"],
+        "events_per_s_per_client": events["per_client_per_sec"],
+        "loss_pct": events["loss_pct"],
+        "missing": events["missing_ids"],
+        "duplicates": events["duplicate_ids"],
+        "normal_dropped": conns["normal_dropped_in_window"] + conns["normal_dropped_before_window"],
+        "p50_ms": latency["p50"],
+        "p99_ms": latency["p99"],
+        "max_ms": latency["max"],
+        "server_cpu_pct": round(cpu * 100, 1),
+        "server_rss_mb_before": round(rss_before / 1024, 1),
+        "server_rss_mb_peak": round(rss_peak / 1024, 1),
+        "server_rss_kb_per_client": round((rss_peak - rss_before) / max(1, normal), 2),
+        "slow_clients_dropped": stats["clients_dropped_slow"],
+        "slow": [{k: s[k] for k in ("server_closed", "server_close_after_s", "events_total_after_drain")}
+                 for s in result.get("slow", [])],
+        "sseload": summary.strip(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], help="default: all")
+    parser.add_argument("--duration", type=float, default=15.0, help="measurement window, seconds")
+    parser.add_argument("--sseload", default=os.environ.get("SSELOAD", str(DEFAULT_SSELOAD)))
+    parser.add_argument("--json", help="write all results to this file")
+    args = parser.parse_args()
+    if not shutil.which(args.sseload) and not Path(args.sseload).exists():
+        raise SystemExit(f"load client not found: {args.sseload} (pass --sseload or set SSELOAD)")
+    names = args.scenarios or list(SCENARIOS)
+    machine = f"{platform.node()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    print(f"# {machine}")
+    results = []
+    for name in names:
+        result = run(SCENARIOS[name], args.sseload, args.duration)
+        results.append(result)
+        print(
+            f"{name}: conn={result['connected']}/{result['clients']} "
+            f"ev/s/client={result['events_per_s_per_client']} loss={result['loss_pct']}% "
+            f"p50={result['p50_ms']}ms p99={result['p99_ms']}ms cpu={result['server_cpu_pct']}% "
+            f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
+            f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB)",
+            flush=True,
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
