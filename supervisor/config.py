@@ -71,6 +71,7 @@ class Config:
     keepalive_s: float = 15.0
     retry_ms: int = 3000
     history_size: int = 10000  # events kept in memory per agent
+    history_max_events: int = 1_000_000  # events kept on disk per agent; 0 = no limit
     max_line_length: int = 65536
     partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
     stop_grace_s: float = 5.0
@@ -126,7 +127,7 @@ class Config:
 _KINDS: dict[str, str] = {
     "host": "host", "port": "int", "data_dir": "path", "token": "token",
     "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
-    "history_size": "int", "max_line_length": "int", "partial_line_s": "float",
+    "history_size": "int", "history_max_events": "int", "max_line_length": "int", "partial_line_s": "float",
     "stop_grace_s": "float", "max_clients": "int", "max_clients_per_agent": "int",
     "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins", "insecure": "bool",
     "default_extractors": "extractors", "profiles": "profiles",
@@ -135,6 +136,7 @@ _KINDS: dict[str, str] = {
 _RANGES: dict[str, tuple[float, float]] = {
     "port": (0, 65535),  # 0: any free port
     "retry_ms": (0, math.inf),
+    "history_max_events": (0, math.inf),  # 0: keep everything
     "partial_line_s": (0, math.inf),  # 0: show text without a newline at once
     "stop_grace_s": (0, math.inf),  # 0: SIGKILL at once
 }

@@ -48,9 +48,10 @@ class EventLog:
     share between threads: the whole server runs on one gevent hub.
     """
 
-    def __init__(self, data_dir: Path | None, history_size: int = 10_000) -> None:
+    def __init__(self, data_dir: Path | None, history_size: int = 10_000, max_events: int | None = None) -> None:
         self.data_dir = data_dir
         self.history_size = history_size
+        self.max_events = max_events or None
         self._histories: dict[str, AgentHistory] = {}
         self._dirty: set[AgentHistory] = set()
         self.events_published = 0
@@ -73,7 +74,7 @@ class EventLog:
     def _open(self, channel: str) -> AgentHistory:
         history = self._histories.get(channel)
         if history is None:
-            history = AgentHistory(channel, self._directory(channel), self.history_size)
+            history = AgentHistory(channel, self._directory(channel), self.history_size, self.max_events)
             self._histories[channel] = history
         return history
 

@@ -1,9 +1,16 @@
-"""One agent's history: recent events in memory, every event in a JSON Lines file on disk.
+"""One agent's history: recent events in memory, every retained event on disk in JSON Lines.
 
 Reading "everything after id N" is the one query consumers need (SSE resume, the REST events
 endpoint, catching up after a restart). It is answered from memory when the memory reaches back
-far enough and from the file otherwise, with a sparse index of file offsets so that a read never
+far enough and from the files otherwise, with a sparse index of file offsets so that a read never
 scans more than :data:`INDEX_EVERY` lines it does not return.
+
+On disk the history is a series of segment files (``events.000001.jsonl``, ...) of
+``segment_events`` events each. With ``max_events`` set, the oldest segment is deleted once the
+others hold that many: disk use stays bounded without ever rewriting a file (the way log
+rotation works in supervisord, and retention in Kafka or Redis Streams). What was deleted is
+remembered (``forgotten.json``: id ranges and counts), so a reader that asks for it is told how
+many events it missed.
 
 Not safe to share between threads; in the server everything runs on one gevent hub. File writes
 are buffered and made durable by :meth:`AgentHistory.flush`, which the event log calls after each
@@ -13,8 +20,10 @@ from __future__ import annotations
 
 import bisect
 import io
+import json
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +32,11 @@ from .events import Event
 
 log = logging.getLogger(__name__)
 
-#: One index entry (event id -> byte offset in the file) every this many events.
+#: One index entry (event id -> byte offset in its segment) every this many events.
 INDEX_EVERY = 512
-
-EVENTS_FILE = "events.jsonl"
+SEGMENT_EVENTS = 10_000
+FORGOTTEN_FILE = "forgotten.json"
+_SEGMENT_NAME = re.compile(r"events\.(\d{6,})\.jsonl")
 
 
 def _fast_id(line: bytes) -> int:
@@ -41,31 +51,97 @@ def _fast_id(line: bytes) -> int:
     return Event.from_json(line.decode("utf-8")).id
 
 
+class _Segment:
+    """One history file: its id range, size and sparse offset index."""
+
+    __slots__ = ("path", "number", "first_id", "last_id", "count", "size", "index_ids", "index_offsets")
+
+    def __init__(self, directory: Path, number: int) -> None:
+        self.number = number
+        self.path = directory / f"events.{number:06d}.jsonl"
+        self.first_id = 0
+        self.last_id = 0
+        self.count = 0
+        self.size = 0
+        self.index_ids: list[int] = []
+        self.index_offsets: list[int] = []
+
+    def add(self, event_id: int, length: int) -> None:
+        if self.count % INDEX_EVERY == 0:
+            self.index_ids.append(event_id)
+            self.index_offsets.append(self.size)
+        if not self.count:
+            self.first_id = event_id
+        self.last_id = event_id
+        self.count += 1
+        self.size += length
+
+    def scan(self) -> None:
+        """Rebuild the counters and index from the file; cut a torn last line."""
+        good_end = 0
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # a crash mid-write: not an event
+                try:
+                    event_id = _fast_id(raw)
+                except (ValueError, UnicodeDecodeError):
+                    event_id = 0
+                if event_id > self.last_id:
+                    self.add(event_id, len(raw))
+                else:  # unreadable or out of order: a damaged line, skipped but kept in place
+                    self.size += len(raw)
+                good_end = self.size
+        if good_end != self.path.stat().st_size:
+            os.truncate(self.path, good_end)
+
+    def iter_after(self, after_id: int) -> Iterator[Event]:
+        start = 0
+        i = bisect.bisect_right(self.index_ids, after_id) - 1
+        if i >= 0:
+            start = self.index_offsets[i]
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break
+                try:
+                    if _fast_id(raw) <= after_id:
+                        continue
+                    yield Event.from_json(raw.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    log.warning("%s: skipping an unreadable history line", self.path)
+
+
 class AgentHistory:
     """The events of one agent (or of the supervisor's own channel), oldest first.
 
-    ``directory`` None keeps history in memory only: older events are then forgotten, and
-    :meth:`missed_after` says how many a reader has lost.
+    ``directory`` None keeps history in memory only: older events are then forgotten as new
+    ones come. With a directory, ``max_events`` (None: no limit) bounds what is kept on disk.
     """
 
-    def __init__(self, name: str, directory: Path | None, memory_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        directory: Path | None,
+        memory_size: int,
+        max_events: int | None = None,
+        segment_events: int = SEGMENT_EVENTS,
+    ) -> None:
         self.name = name
         self.directory = directory
+        self.max_events = max_events
+        self.segment_events = max(1, min(segment_events, max_events or segment_events))
         self._memory: deque[Event] = deque(maxlen=memory_size)
-        self._count = 0  # events ever appended and still retained (memory or disk)
-        self._first_id: int | None = None
-        self._last_id = 0
-        # Forgotten events (memory-only mode): run-length ranges of ids [start, end] and counts,
-        # so a resuming client can be told exactly how many it missed.
-        self._forgotten: list[tuple[int, int, int]] = []  # (first id, last id, count)
-        self._forgotten_total = 0
-        self._index_ids: list[int] = []
-        self._index_offsets: list[int] = []
+        self._segments: list[_Segment] = []
         self._file: io.BufferedWriter | None = None
-        self._offset = 0
         self._dirty = False
+        self._last_id = 0
+        # Forgotten events: (first id, last id, count) ranges, so a resuming reader can be
+        # told how many it missed.
+        self._forgotten: list[tuple[int, int, int]] = []
         if directory is not None:
-            self._load(directory / EVENTS_FILE)
+            self._load(directory)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -73,22 +149,49 @@ class AgentHistory:
         """Keep ``event`` (whose id must be greater than every id before it)."""
         memory = self._memory
         if self.directory is None and len(memory) == memory.maxlen:
-            self._forget(memory[0].id)
+            gone = memory[0].id
+            self._remember_forgotten(gone, gone, 1)
         memory.append(event)
-        if self._first_id is None:
-            self._first_id = event.id
         self._last_id = event.id
-        if self.directory is not None:
-            if self._file is None:
-                self._file = open(self.directory / EVENTS_FILE, "ab")  # noqa: SIM115 - see close()
-            if self._count % INDEX_EVERY == 0:
-                self._index_ids.append(event.id)
-                self._index_offsets.append(self._offset)
-            data = event.json.encode("utf-8") + b"\n"
-            self._file.write(data)
-            self._offset += len(data)
-            self._dirty = True
-        self._count += 1
+        if self.directory is None:
+            return
+        segment = self._segments[-1] if self._segments else None
+        if segment is None or segment.count >= self.segment_events:
+            self._close_file()
+            segment = _Segment(self.directory, segment.number + 1 if segment else 1)
+            self._segments.append(segment)
+            self._apply_retention()
+        if self._file is None:
+            self._file = open(segment.path, "ab")  # noqa: SIM115 - closed by close()
+        data = event.json.encode("utf-8") + b"\n"
+        self._file.write(data)
+        segment.add(event.id, len(data))
+        self._dirty = True
+
+    def _apply_retention(self) -> None:
+        """Delete the oldest segments while the others hold at least ``max_events`` events."""
+        if not self.max_events:
+            return
+        changed = False
+        while len(self._segments) > 1 and self._retained() - self._segments[0].count >= self.max_events:
+            oldest = self._segments.pop(0)
+            self._remember_forgotten(oldest.first_id, oldest.last_id, oldest.count)
+            oldest.path.unlink(missing_ok=True)
+            changed = True
+        if changed and self.directory is not None:
+            tmp = self.directory / (FORGOTTEN_FILE + ".tmp")
+            tmp.write_text(json.dumps(self._forgotten))
+            os.replace(tmp, self.directory / FORGOTTEN_FILE)
+
+    def _remember_forgotten(self, first: int, last: int, count: int) -> None:
+        if self._forgotten and self.directory is None and self._forgotten[-1][1] < first:
+            start, _, total = self._forgotten[-1]
+            self._forgotten[-1] = (start, last, total + count)  # memory mode: one growing range
+        else:
+            self._forgotten.append((first, last, count))
+        if len(self._forgotten) > 4096:  # bound the bookkeeping; old counts become approximate
+            (a, _, n1), (_, b, n2) = self._forgotten[0], self._forgotten[1]
+            self._forgotten[0:2] = [(a, b, n1 + n2)]
 
     def flush(self) -> None:
         """Push buffered lines to the file (page cache); cheap when nothing is pending."""
@@ -96,27 +199,16 @@ class AgentHistory:
             self._file.flush()
             self._dirty = False
 
-    def close(self) -> None:
-        """Flush and close the file; a later :meth:`append` reopens it. Called when an agent
-        completes, so that agents that are done hold no file descriptor."""
+    def _close_file(self) -> None:
         if self._file is not None:
             self.flush()
             self._file.close()
             self._file = None
 
-    def _forget(self, event_id: int) -> None:
-        self._forgotten_total += 1
-        if self._forgotten and self._forgotten[-1][1] < event_id:
-            first, _, count = self._forgotten[-1]
-            self._forgotten[-1] = (first, event_id, count + 1)
-        else:
-            self._forgotten.append((event_id, event_id, 1))
-        # Bound the bookkeeping: merging old ranges only makes old counts approximate.
-        if len(self._forgotten) > 4096:
-            (a, _, n1), (_, b, n2) = self._forgotten[0], self._forgotten[1]
-            self._forgotten[0:2] = [(a, b, n1 + n2)]
-        self._count -= 1
-        self._first_id = None  # recomputed lazily from memory
+    def close(self) -> None:
+        """Flush and close the file; a later :meth:`append` reopens it. Called when an agent
+        completes, so that agents that are done hold no file descriptor."""
+        self._close_file()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -128,35 +220,42 @@ class AgentHistory:
     @property
     def first_id(self) -> int | None:
         """Id of the oldest event still retained, None when there is none."""
-        if self._first_id is None and self._memory:
-            self._first_id = self._memory[0].id
-        return self._first_id
+        if self._segments:
+            return self._segments[0].first_id or None
+        return self._memory[0].id if self._memory else None
+
+    def _retained(self) -> int:
+        return sum(s.count for s in self._segments) if self.directory is not None else len(self._memory)
 
     def __len__(self) -> int:
-        return self._count
+        return self._retained()
 
     def last(self, n: int) -> list[Event]:
         """The newest ``n`` events, oldest first."""
         if n <= 0:
             return []
-        if n <= len(self._memory) or self._count == len(self._memory):
+        if n <= len(self._memory) or self.directory is None:
             return list(self._memory)[-n:]
-        # Start from the index entry just before the n-th newest event, not the file's start.
-        entry = max(0, (self._count - n) // INDEX_EVERY)
-        after = self._index_ids[entry] - 1 if self._index_ids else 0
-        return list(self._iter_file_after(after))[-n:]
+        needed, start = n, len(self._segments)
+        while start > 0 and needed > 0:
+            start -= 1
+            needed -= self._segments[start].count
+        events: list[Event] = []
+        for segment in self._segments[start:]:
+            events.extend(segment.iter_after(0))
+        return events[-n:]
 
     def missed_after(self, after_id: int) -> int:
         """How many events newer than ``after_id`` are no longer retained."""
-        if not self._forgotten_total:
+        if not self._forgotten:
             return 0
-        starts = [r[0] for r in self._forgotten]
-        i = bisect.bisect_right(starts, after_id)
-        missed = sum(count for _, _, count in self._forgotten[i:])
-        if i and self._forgotten[i - 1][1] > after_id:
-            first, last, count = self._forgotten[i - 1]
-            # Inside a merged range: assume its ids were evenly spread.
-            missed += round(count * (last - after_id) / max(1, last - first + 1))
+        missed = 0
+        for first, last, count in self._forgotten:
+            if first > after_id:
+                missed += count
+            elif last > after_id:
+                # Inside a range: its ids are not all this agent's; assume they spread evenly.
+                missed += round(count * (last - after_id) / max(1, last - first + 1))
         return missed
 
     def read_after(self, after_id: int, limit: int | None = None) -> list[Event]:
@@ -164,7 +263,7 @@ class AgentHistory:
         if after_id >= self._last_id:
             return []
         memory = self._memory
-        if memory and (after_id >= memory[0].id or self._count == len(memory)):
+        if memory and (after_id >= memory[0].id or len(memory) == self._retained()):
             # Everything wanted is in memory: find the start by bisection on ids.
             lo, hi = 0, len(memory)
             while lo < hi:
@@ -175,68 +274,38 @@ class AgentHistory:
                     hi = mid
             stop = len(memory) if limit is None else min(len(memory), lo + limit)
             return [memory[i] for i in range(lo, stop)]
-        result: list[Event] = []
-        for event in self._iter_file_after(after_id):
-            result.append(event)
-            if limit is not None and len(result) >= limit:
-                break
-        return result
-
-    def _iter_file_after(self, after_id: int) -> Iterator[Event]:
-        if self.directory is None or not self._count:
-            return
         self.flush()
-        path = self.directory / EVENTS_FILE
-        start = 0
-        i = bisect.bisect_right(self._index_ids, after_id) - 1
-        if i >= 0:
-            start = self._index_offsets[i]
-        with open(path, "rb") as f:
-            f.seek(start)
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # a torn last line (crash mid-write): not an event
-                try:
-                    if _fast_id(raw) <= after_id:
-                        continue
-                    yield Event.from_json(raw.decode("utf-8"))
-                except (ValueError, UnicodeDecodeError):
-                    log.warning("%s: skipping an unreadable history line", path)
+        result: list[Event] = []
+        for segment in self._segments:
+            if segment.last_id <= after_id:
+                continue
+            for event in segment.iter_after(after_id):
+                result.append(event)
+                if limit is not None and len(result) >= limit:
+                    return result
+        return result
 
     # -- loading ---------------------------------------------------------------------------
 
-    def _load(self, path: Path) -> None:
-        """Open (creating if needed) the history file and rebuild counters, index and memory."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        offset = 0
-        good_end = 0
-        if path.exists():
-            with open(path, "rb") as f:
-                for raw in f:
-                    if not raw.endswith(b"\n"):
-                        break
-                    try:
-                        event_id = _fast_id(raw)
-                    except (ValueError, UnicodeDecodeError):
-                        offset += len(raw)
-                        good_end = offset
-                        continue
-                    if event_id <= self._last_id:  # out of order: a damaged file; skip the line
-                        offset += len(raw)
-                        good_end = offset
-                        continue
-                    if self._count % INDEX_EVERY == 0:
-                        self._index_ids.append(event_id)
-                        self._index_offsets.append(offset)
-                    if self._first_id is None:
-                        self._first_id = event_id
-                    self._last_id = event_id
-                    self._count += 1
-                    offset += len(raw)
-                    good_end = offset
-            if good_end != path.stat().st_size:
-                # Cut a torn last line so the next append starts on a line of its own.
-                os.truncate(path, good_end)
-        self._offset = good_end
-        if self._count:
+    def _load(self, directory: Path) -> None:
+        """Find the segment files and rebuild counters, indexes and the memory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        numbers = sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SEGMENT_NAME.fullmatch(p.name)))
+        for number in numbers:
+            segment = _Segment(directory, number)
+            segment.scan()
+            if segment.count:
+                if segment.first_id <= self._last_id:
+                    log.warning("%s: ids go backwards; segment ignored", segment.path)
+                    continue
+                self._last_id = segment.last_id
+            self._segments.append(segment)
+        try:
+            ranges = json.loads((directory / FORGOTTEN_FILE).read_text())
+            self._forgotten = [(int(a), int(b), int(c)) for a, b, c in ranges]
+        except FileNotFoundError:
+            pass
+        except (ValueError, TypeError) as exc:
+            log.warning("%s: unreadable %s (%s); missed counts start from zero", directory, FORGOTTEN_FILE, exc)
+        if self._segments:
             self._memory.extend(self.last(self._memory.maxlen or 0))

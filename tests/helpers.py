@@ -317,3 +317,27 @@ def read_all(streams: list[SSEStream], until: Callable[[SSEEvent], bool], timeou
             if until(event):
                 active.discard(i)
     return results
+
+
+def follow(server: Server, path: str, last_id: str | None = None, timeout: float = 60.0,
+           stop: Callable[[SSEEvent], bool] = lambda e: e.event == "complete") -> tuple[list[SSEEvent], int]:
+    """Read a stream as a well-behaved client does: when dropped (slow_consumer, or the end of
+    the response) reconnect with Last-Event-ID, until ``stop``. Returns the stored events seen
+    and how many times it had to reconnect."""
+    events: list[SSEEvent] = []
+    reconnects = -1
+    deadline = time.monotonic() + timeout
+    while True:
+        reconnects += 1
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        with server.stream(path, headers=headers) as stream:
+            if stream.status == 204:
+                return events, reconnects
+            for event in stream.events(max(0.1, deadline - time.monotonic())):
+                if event.id is not None:
+                    events.append(event)
+                    last_id = event.id
+                if stop(event):
+                    return events, reconnects
+        if time.monotonic() > deadline:
+            raise AssertionError(f"stream did not finish in {timeout} s")

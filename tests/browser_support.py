@@ -1,0 +1,282 @@
+"""Helpers for the browser tests: Debian's Chromium under Playwright, screenshots, a TCP proxy.
+
+Chromium comes from the system (``apt-get install chromium``), never from ``playwright
+install``. Under CI (``CI=true``) a missing browser fails the tests; elsewhere they are skipped
+with a message that says what to install.
+
+:class:`TcpProxy` sits between the browser and the real server so a test can cut every
+connection at a moment of its choosing and hold reconnections until it is ready: the cleanest
+way to make "the server dropped the connection" happen on cue without a test-only endpoint.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_HINT = (
+    "the browser tests need Debian's Chromium at /usr/bin/chromium "
+    "(apt-get install -y chromium chromium-driver) and Python Playwright "
+    "(pip install -e '.[test]'); never `playwright install`"
+)
+
+#: Viewport of every page: the laptop screen the dashboard is designed for.
+VIEWPORT = {"width": 1280, "height": 800}
+
+#: Default deadline (ms) for Playwright waits on the page.
+WAIT_MS = 15_000
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def require_browser() -> None:
+    """Fail (CI) or skip (elsewhere) unless Chromium and Playwright are both available."""
+    missing = []
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"{CHROMIUM} is missing")
+    try:
+        import playwright.sync_api  # noqa: F401  (only checking that it imports)
+    except ImportError:
+        missing.append("the playwright package is missing")
+    if missing:
+        message = f"{'; '.join(missing)}: {INSTALL_HINT}"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def output_dir() -> Path:
+    """Where screenshots go: ``$CI_OUTPUT_DIR``, default ``./ci-output``; created if needed."""
+    path = Path(os.environ.get("CI_OUTPUT_DIR") or "ci-output")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a screenshot of ``page`` as ``<output dir>/<name>.png`` for a person to look at."""
+    path = output_dir() / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole session (pages get a fresh context each)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class PageErrors:
+    """Uncaught exceptions of a page; a test fails if it leaves any (the leak check for JS)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, error: Any) -> None:
+        self.errors.append(str(error))
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (own cookies and sessionStorage) at 1280x800."""
+    ctx = browser.new_context(viewport=VIEWPORT)
+    ctx.set_default_timeout(WAIT_MS)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    """A page that fails the test if any script on it throws an uncaught exception."""
+    pg = context.new_page()
+    errors = PageErrors()
+    pg.on("pageerror", errors)
+    yield pg
+    if errors.errors:
+        pytest.fail(f"uncaught errors in the page: {errors.errors}", pytrace=False)
+
+
+@pytest.fixture
+def static_page(page: Any) -> Any:
+    """A page on a made-up origin that serves ``static/`` from disk, for the pure JS modules.
+
+    No server is involved: ``import('/static/ansi.js')`` in ``page.evaluate`` loads the file.
+    """
+
+    def serve(route: Any) -> None:
+        path = route.request.url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
+        if path.startswith("static/") and (STATIC_DIR / path[7:]).is_file():
+            file = STATIC_DIR / path[7:]
+            ctype = "text/javascript" if file.suffix == ".js" else "text/plain"
+            route.fulfill(status=200, body=file.read_bytes(), headers={"Content-Type": ctype})
+        elif path == "":
+            route.fulfill(status=200, body="<!doctype html><title>t</title>", content_type="text/html")
+        else:
+            route.fulfill(status=404, body="")
+
+    page.route("http://modules.test/**", serve)
+    page.goto("http://modules.test/")
+    return page
+
+
+class TcpProxy:
+    """A loopback TCP proxy to ``target``: ``drop()`` cuts every live connection, ``hold()``
+    keeps new ones waiting (accepted, not forwarded) until ``release()``, ``stall()`` stops
+    passing the server's bytes on (so the server sees a client that does not read) until
+    ``flow()``. ``target`` may be changed between connections (a new server).
+
+    ``rcvbuf`` shrinks the receive buffer of the upstream sockets, so a stalled connection
+    backs up into the server after kilobytes rather than megabytes.
+
+    Threads, not asyncio: Playwright's sync API owns the test thread. ``close()`` stops
+    everything; use it in a ``finally``.
+    """
+
+    def __init__(self, target_host: str, target_port: int, rcvbuf: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.rcvbuf = rcvbuf
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.accepted += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            self._conns.append(client)
+        # While held, the browser's connection stays open and unanswered: it keeps waiting.
+        self._open.wait()  # close() sets it too
+        if self._closed:
+            client.close()
+            return
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.rcvbuf is not None:
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        try:
+            upstream.settimeout(5)
+            upstream.connect(self.target)
+        except OSError:
+            upstream.close()
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._conns.append(upstream)
+        threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+        self._pipe(client, upstream, False)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
+        try:
+            while True:
+                if downstream:
+                    self._flowing.wait()
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def drop(self) -> int:
+        """Cut every connection now (both sides see it end); returns how many were cut."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        return len(conns)
+
+    def hold(self) -> None:
+        """Accept new connections but do not forward them until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def stall(self) -> None:
+        """Stop reading from the server (bytes already passed on stay passed on)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._open.set()
+        self._flowing.set()
+        self.listener.close()
+        self.drop()
+
+
+@pytest.fixture
+def proxy_to() -> Iterator[Any]:
+    """``proxy_to(url)`` -> a :class:`TcpProxy` in front of a server URL, closed after the test."""
+    proxies: list[TcpProxy] = []
+
+    def make(url: str, rcvbuf: int | None = None) -> TcpProxy:
+        host, port = url.split("://", 1)[1].rstrip("/").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port), rcvbuf)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+

@@ -1,0 +1,603 @@
+"""The ``agent-supervisor`` command line, run as a subprocess against a real server.
+
+Every command is exercised the way a person runs it: output piped (so colours are stripped and
+partial lines skipped), exit statuses checked, expected failures checked to be one line without
+a traceback. Waits have deadlines; nothing sleeps to synchronise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import ROOT, Server, python_agent, wait_for
+
+DEMO = str(ROOT / "scripts" / "demo_agent.py")
+CLI_TIMEOUT = 40.0
+
+
+def cli_env(server: Server | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: this one without AGENT_SUPERVISOR_*, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SUPERVISOR_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("NO_COLOR", None)
+    if server is not None:
+        env["AGENT_SUPERVISOR_URL"] = server.url
+        if server.token:
+            env["AGENT_SUPERVISOR_TOKEN"] = server.token
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, server: Server | None = None, env: dict[str, str] | None = None,
+        timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m supervisor ARGS`` to its end, output captured (piped, not a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args], cwd=ROOT, capture_output=True, text=True,
+        env=env if env is not None else cli_env(server), timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert the command failed with exactly one line on stderr and no traceback; return it."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+class LiveCli:
+    """A CLI subprocess whose output is collected line by line while it runs."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", *args], cwd=ROOT, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def wait_out(self, predicate: Callable[[list[str]], bool], timeout: float = 20.0,
+                 what: str = "") -> None:
+        wait_for(lambda: predicate(list(self.out)), timeout, 0.01,
+                 what or "CLI output") if self.proc.poll() is None else None
+        assert predicate(list(self.out)), (what, self.out[-5:], self.err[-5:])
+
+    def finish(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+@pytest.fixture
+def live() -> Iterator[Callable[..., LiveCli]]:
+    """Start CLI subprocesses that are killed at the end of the test if still running."""
+    started: list[LiveCli] = []
+
+    def start(*args: str, env: dict[str, str]) -> LiveCli:
+        started.append(LiveCli(*args, env=env))
+        return started[-1]
+
+    yield start
+    for item in started:
+        item.close()
+
+
+def history(server: Server, name: str) -> list[dict[str, Any]]:
+    """Every retained event of ``name`` from the REST endpoint."""
+    events: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = server.get(f"/api/agents/{name}/events?after={after}&limit=10000")
+        if not page["events"]:
+            return events
+        events += page["events"]
+        after = page["events"][-1]["id"]
+
+
+def final_lines(server: Server, name: str, run: int | None = None) -> list[str]:
+    """The complete (not partial) log lines of ``name`` without escape sequences, in order."""
+    lines = []
+    for event in history(server, name):
+        data = event["data"]
+        if event["type"] == "log" and not data.get("partial") and run in (None, data["run"]):
+            lines.append(data.get("plain", data["line"]))
+    return lines
+
+
+def counter_agent(count: int, delay: float) -> list[str]:
+    """An agent printing ``line 1`` .. ``line COUNT``, one every ``delay`` seconds."""
+    return python_agent(f"import time\nfor i in range(1, {count + 1}):\n"
+                        f"    print('line', i, flush=True); time.sleep({delay})")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, grandchildren, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class CuttableProxy:
+    """A TCP relay between the CLI and the server that can drop every open connection at once,
+    as a network or a server does; it records each request's head to show what was asked."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.heads: list[str] = []
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self._lock:
+                self._open += [client, upstream]
+            for source, sink, record in ((client, upstream, True), (upstream, client, False)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, record), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        first = record
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if first:
+                    self.heads.append(data.decode("latin-1"))
+                    first = False
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stream_heads(self) -> list[str]:
+        return [head for head in self.heads if "/stream" in head.split("\r\n", 1)[0]]
+
+    def cut(self) -> None:
+        """Drop every connection open now (both directions, like a reset)."""
+        with self._lock:
+            doomed, self._open = self._open, []
+        for sock in doomed:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+        for thread in self._threads:
+            thread.join(5)
+        with self._lock:
+            for sock in self._open:
+                sock.close()
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_prints_every_line_once_and_exits_with_the_agents_code(server: Server) -> None:
+    """``run`` of the demo agent prints exactly the agent's lines, once each, without colour
+    when piped, extractions on stderr, and exits with the agent's own exit code."""
+    result = cli("run", "demo", "--", sys.executable, DEMO, "--fast", "--exit-code", "3",
+                 server=server)
+    assert result.returncode == 3, result.stderr
+    printed = result.stdout.splitlines()
+    assert printed == final_lines(server, "demo")
+    assert printed.count("Demo Agent v1.4.2 (a stand-in for codex)") == 1
+    assert "tokens used: 13,114" in printed
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert "» tokens = 1,498" in result.stderr
+    assert "» warning = no AGENTS.md found; using defaults" in result.stderr
+    assert "demo exited with code 3" in result.stderr
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("print('bye'); raise SystemExit(0)", 0),
+    ("print('bye'); raise SystemExit(7)", 7),
+    ("import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGTERM)", 143),
+], ids=["zero", "seven", "killed-by-sigterm"])
+def test_run_exit_status(server: Server, code: str, expected: int) -> None:
+    """``run`` exits with the agent's code, or 128 + the signal that killed it, as a shell does."""
+    result = cli("run", "exiter", "--", *python_agent(code), server=server)
+    assert result.returncode == expected, result.stderr
+    assert result.stdout == "bye\n"
+
+
+def test_run_again_shows_only_the_new_run(server: Server) -> None:
+    """Re-running a name whose history holds an earlier run prints only the new run's lines."""
+    first = cli("run", "twice", "--", *python_agent("print('one')"), server=server)
+    second = cli("run", "twice", "--", *python_agent("print('two')"), server=server)
+    assert (first.returncode, second.returncode) == (0, 0), second.stderr
+    assert (first.stdout, second.stdout) == ("one\n", "two\n")
+
+
+def test_run_json_parses_line_by_line(server: Server) -> None:
+    """``run --json`` prints one event envelope per line, ids increasing, ending with complete."""
+    result = cli("run", "js", "--json", "--extract", r"step=step (?P<value>\d)/4", "--",
+                 sys.executable, DEMO, "--fast", server=server)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    ids = [event["id"] for event in events]
+    assert ids == sorted(set(ids))
+    assert {"state", "log", "extraction", "complete"} <= {event["type"] for event in events}
+    assert all(event["agent_name"] == "js" for event in events)
+    assert events[-1]["type"] == "complete" and events[-1]["data"]["exit_code"] == 0
+    steps = [e["data"]["value"] for e in events if e["type"] == "extraction" and e["data"]["name"] == "step"]
+    assert steps == ["1", "2", "3", "4"]
+    found = {e["data"]["name"] for e in events if e["type"] == "extraction"}
+    assert {"tokens", "warning", "error", "url"} <= found
+
+
+def test_run_with_a_profile(server: Server) -> None:
+    """``run --profile`` starts the profile's command with the arguments after ``--``."""
+    result = cli("run", "ver", "--profile", "shell", "--", "-c", "echo from-the-shell",
+                 server=server)
+    assert result.returncode == 0, result.stderr
+    assert "from-the-shell" in result.stdout.splitlines()
+
+
+def test_run_bad_regex_is_one_line(server: Server) -> None:
+    """An extractor that does not compile is the server's one-line message, status 1."""
+    result = cli("run", "bad", "--extract", "broken=(", "--", "true", server=server)
+    assert result.returncode == 1
+    assert "broken" in one_line_error(result)
+    assert server.request("GET", "/api/agents/bad").status == 404
+
+
+def test_run_missing_executable_exits_127(server: Server) -> None:
+    """A command the server cannot find is one line and status 127, as in a shell."""
+    result = cli("run", "nothere", "--", "/no/such/program", server=server)
+    assert result.returncode == 127
+    assert "/no/such/program" in one_line_error(result)
+
+
+# --------------------------------------------------------------------------- bad input, no server
+
+
+@pytest.mark.parametrize("args", [
+    ("frobnicate",), ("run", "x", "--bogus", "--", "true"), ("run",), ("run", "x"),
+    ("tail",), ("tail", "x", "--all"), ("tail", "x", "--last", "many"), ("stop",), ("send", "x"),
+    ("run", "x", "--extract", "no-equals-sign", "--", "true"), ("list", "--what"),
+], ids=lambda a: " ".join(a))
+def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...]) -> None:
+    """A command line that cannot work fails at once with one line and status 2."""
+    result = cli(*args, env=cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{closed_port()}"))
+    assert result.returncode == 2
+    one_line_error(result)
+
+
+@pytest.mark.parametrize("args", [
+    ("list",), ("stats",), ("tail", "x"), ("stop", "x"), ("send", "x", "hi"),
+    ("run", "x", "--", "true"), ("tail", "--all"),
+], ids=lambda a: " ".join(a))
+def test_server_down_is_one_line_and_status_1(args: tuple[str, ...]) -> None:
+    """With no server at the URL every command says so in one line and exits 1."""
+    port = closed_port()
+    result = cli(*args, env=cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{port}"))
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert f"127.0.0.1:{port}" in line and "refused" in line
+
+
+@pytest.mark.parametrize("args", [("tail", "ghost"), ("stop", "ghost"), ("send", "ghost", "hi")],
+                         ids=lambda a: " ".join(a))
+def test_unknown_agent_is_one_line(server: Server, args: tuple[str, ...]) -> None:
+    """Naming an agent that does not exist is the server's one-line 404 message, status 1."""
+    result = cli(*args, server=server)
+    assert result.returncode == 1
+    assert "ghost" in one_line_error(result)
+
+
+def test_url_flag_before_or_after_the_command(server: Server) -> None:
+    """``--url`` works before and after the command name, and beats the environment."""
+    env = cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{closed_port()}")
+    assert cli("--url", server.url, "list", env=env).returncode == 0
+    assert cli("list", "--url", server.url, env=env).returncode == 0
+
+
+def test_token_from_the_environment(make_server: Callable[..., Server]) -> None:
+    """With a token on the server, the CLI sends $AGENT_SUPERVISOR_TOKEN; without it, one line."""
+    server = make_server(token="s3cret-token")
+    assert cli("list", server=server).returncode == 0
+    result = cli("list", env=cli_env(AGENT_SUPERVISOR_URL=server.url))
+    assert result.returncode == 1
+    assert "token" in one_line_error(result).lower()
+    assert cli("list", "--token", "s3cret-token",
+               env=cli_env(AGENT_SUPERVISOR_URL=server.url)).returncode == 0
+
+
+# --------------------------------------------------------------------------- tail
+
+
+def test_tail_last_lines_and_from_start(server: Server) -> None:
+    """``tail`` prints the last 10 lines, ``-n N`` the last N, ``--from-start`` all of them."""
+    server.create(name="count", command=counter_agent(25, 0))
+    server.wait_state("count", "exited")
+    assert cli("tail", "count", "-n", "3", server=server).stdout == "line 23\nline 24\nline 25\n"
+    assert cli("tail", "count", server=server).stdout.splitlines() == [f"line {i}" for i in range(16, 26)]
+    result = cli("tail", "count", "--from-start", server=server)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [f"line {i}" for i in range(1, 26)]
+
+
+def test_tail_json_parses_line_by_line(server: Server) -> None:
+    """``tail --json --from-start`` prints every event as one JSON object per line."""
+    server.create(name="tj", command=counter_agent(5, 0))
+    server.wait_state("tj", "exited")
+    result = cli("tail", "tj", "--from-start", "--json", server=server)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["data"]["line"] for e in events if e["type"] == "log"] == [f"line {i}" for i in range(1, 6)]
+    assert events[-1]["type"] == "complete"
+
+
+def test_tail_follow_ends_at_complete(server: Server, live: Callable[..., LiveCli]) -> None:
+    """``tail -f`` of a running agent prints its lines as they come and ends at its end."""
+    server.create(name="slow", command=counter_agent(30, 0.02))
+    tail = live("tail", "slow", "--follow", "--from-start", "--exit-code", env=cli_env(server))
+    assert tail.finish() == 0
+    assert tail.out == [f"line {i}" for i in range(1, 31)]
+
+
+def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., LiveCli]) -> None:
+    """When the connection drops mid-stream, ``tail -f`` reconnects with Last-Event-ID and its
+    output has no gap and no duplicate."""
+    proxy = CuttableProxy(server.port)
+    try:
+        server.create(name="feed", command=counter_agent(300, 0.01))
+        tail = live("tail", "feed", "--follow", "--from-start", env=cli_env(AGENT_SUPERVISOR_URL=proxy.url))
+        tail.wait_out(lambda out: len(out) >= 30, what="30 lines before the cut")
+        assert server.get("/api/agents/feed")["state"] == "running"  # the cut is mid-stream
+        proxy.cut()
+        assert tail.finish() == 0, tail.err
+        assert tail.out == [f"line {i}" for i in range(1, 301)]
+        heads = proxy.stream_heads()
+        assert len(heads) >= 2, heads
+        assert "last-event-id: " in heads[1].lower()
+        assert any("reconnect" in line for line in tail.err)
+    finally:
+        proxy.close()
+
+
+def test_tail_survives_a_server_restart(make_server: Callable[..., Server], tmp_path: Path,
+                                        live: Callable[..., LiveCli]) -> None:
+    """When the server dies (SIGKILL) mid-stream and comes back on the same port and data, ``tail
+    -f`` waits, reconnects, and prints exactly the history the server kept: no gap, no duplicate."""
+    data_dir = tmp_path / "kept"
+    first = make_server(data_dir=data_dir)
+    agent = first.create(name="survivor", command=counter_agent(2000, 0.005))
+    tail = live("tail", "survivor", "--follow", "--from-start", env=cli_env(first))
+    try:
+        tail.wait_out(lambda out: len(out) >= 50, what="50 lines before the kill")
+        first.stop(signal.SIGKILL)
+        second = make_server(data_dir=data_dir, port=first.port)
+        assert tail.finish() == 0, tail.err
+        kept = final_lines(second, "survivor")
+        assert len(kept) >= 50
+        assert tail.out == kept == [f"line {i}" for i in range(1, len(kept) + 1)]
+        assert second.get("/api/agents/survivor")["state"] == "lost"
+    finally:
+        for pid in [agent["pid"], *descendants(agent["pid"])]:
+            if alive(pid):  # the agent outlived its server: clean up
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_tail_all_prefixes_names_and_ends_on_ctrl_c(server: Server, live: Callable[..., LiveCli]) -> None:
+    """``tail --all`` shows every agent's lines prefixed with its name; Ctrl-C ends it quietly."""
+    tail = live("tail", "--all", env=cli_env(server))
+    wait_for(lambda: server.get("/api/sse/stats")["all_stream_clients"] == 1, 20, 0.02, "tail --all to connect")
+    server.create(name="a1", command=python_agent("print('from a1')"))
+    server.create(name="a2", command=python_agent("print('from a2')"))
+    tail.wait_out(lambda out: {"a1 | from a1", "a2 | from a2"} <= set(out), what="both agents")
+    tail.proc.send_signal(signal.SIGINT)
+    assert tail.finish() == 130
+    assert not any("Traceback" in line for line in tail.err)
+
+
+# --------------------------------------------------------------------------- control
+
+
+def test_stop_ends_the_agent_and_its_children(server: Server) -> None:
+    """``stop`` waits until the agent ended and every process it started is gone."""
+    code = ("import subprocess, time\n"
+            "kids = [subprocess.Popen(['sleep', '1000']) for _ in range(2)]\n"
+            "print('started', *[k.pid for k in kids], flush=True)\n"
+            "time.sleep(1000)\n")
+    agent = server.create(name="family", command=python_agent(code))
+    wait_for(lambda: any(line.startswith("started") for line in final_lines(server, "family")), 20,
+             0.02, "the children to start")
+    family = {agent["pid"], *descendants(agent["pid"])}
+    assert len(family) >= 3
+    result = cli("stop", "family", "--grace", "2", server=server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("family: exited")
+    assert server.get("/api/agents/family")["state"] == "exited"
+    wait_for(lambda: not any(alive(pid) for pid in family), 10, 0.02, "every process to be gone")
+    again = cli("stop", "family", server=server)
+    assert again.returncode == 0 and "not running" in again.stderr
+
+
+def test_send_answers_a_prompt(server: Server) -> None:
+    """``send NAME TEXT`` types the text and Enter into the agent, which reads it."""
+    server.create(name="asker", command=[sys.executable, DEMO, "--speed", "0", "--prompt-timeout", "30"])
+    wait_for(lambda: any("Apply the patch" in line for line in
+                         (e["data"]["line"] for e in history(server, "asker") if e["type"] == "log")),
+             20, 0.05, "the prompt")
+    result = cli("send", "asker", "y", server=server)
+    assert result.returncode == 0, result.stderr
+    server.wait_state("asker", "exited")
+    assert "applied: 1 file changed, 3 insertions(+), 1 deletion(-)" in final_lines(server, "asker")
+
+
+def test_send_to_an_agent_that_ended(server: Server) -> None:
+    """Input for an agent that is not running is refused in one line."""
+    server.create(name="gone", command=python_agent("pass"))
+    server.wait_state("gone", "exited")
+    result = cli("send", "gone", "hello", server=server)
+    assert result.returncode == 1
+    one_line_error(result)
+
+
+def test_list_shows_a_table(server: Server) -> None:
+    """``list`` shows name, state, pid, uptime or exit, lines, clients; ``--json`` the API's."""
+    server.create(name="done7", command=python_agent("print('x'); raise SystemExit(7)"))
+    server.wait_state("done7", "exited")
+    agent = server.create(name="busy", command=counter_agent(1000, 0.05))
+    result = cli("list", server=server)
+    assert result.returncode == 0
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS"]
+    table = {row.split()[0]: row.split() for row in rows}
+    assert table["done7"][1:4] == ["exited", "-", "exit"] and table["done7"][4] == "7"
+    assert table["busy"][1] == "running" and table["busy"][2] == str(agent["pid"])
+    listed = json.loads(cli("list", "--json", server=server).stdout)
+    assert {a["name"] for a in listed["agents"]} == {"done7", "busy"}
+    assert cli("stop", "busy", "--grace", "1", server=server).returncode == 0
+
+
+def test_stats_table_and_json(server: Server) -> None:
+    """``stats`` shows the stream counters readably; ``--json`` prints the endpoint's JSON."""
+    server.create(name="st", command=python_agent("print('x')"))
+    with server.stream("/api/agents/st/stream") as stream:
+        stream.until(lambda e: e.event == "complete")
+    result = cli("stats", server=server)
+    assert result.returncode == 0
+    assert "events published" in result.stdout and "clients" in result.stdout
+    assert "st" in result.stdout
+    raw = json.loads(cli("stats", "--json", server=server).stdout)
+    assert {"total_agents", "total_clients", "agents", "events_published", "clients"} <= set(raw)
+    assert raw["agents"] == {"st": 0}
+
+
+# --------------------------------------------------------------------------- serve, packaging
+
+
+def test_serve_reports_a_taken_port(server: Server, tmp_path: Path) -> None:
+    """``serve`` on a port in use exits non-zero with one clear line on stderr."""
+    result = cli("serve", "--port", str(server.port), "--data-dir", str(tmp_path / "other"),
+                 env=cli_env(HOME=str(tmp_path)))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "already in use" in result.stderr
+    assert "serving on" not in result.stdout
+
+
+def test_serve_refuses_an_open_address_without_token(tmp_path: Path) -> None:
+    """``serve --host 0.0.0.0`` without a token or --insecure refuses to start, in one line."""
+    result = cli("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d"),
+                 env=cli_env(HOME=str(tmp_path)))
+    assert result.returncode != 0
+    assert "token" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_of_every_command() -> None:
+    """``--help`` works for the program and for each command, with status 0."""
+    for args in [(), ("serve",), ("run",), ("tail",), ("stop",), ("send",), ("list",), ("stats",)]:
+        result = cli(*args, "--help")
+        assert result.returncode == 0, (args, result.stderr)
+        assert "usage:" in result.stdout
+
+
+def test_client_commands_do_not_load_the_server() -> None:
+    """Importing the CLI loads neither Flask, gevent nor the api package (a plain client)."""
+    code = ("import sys, supervisor.cli, supervisor.client\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'gevent', 'api'))\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=CLI_TIMEOUT)
+
+
+def test_demo_agent_runs_standalone() -> None:
+    """The demo agent runs without the supervisor, prompt skipped, with the exit code asked for."""
+    result = subprocess.run([sys.executable, DEMO, "--fast", "--exit-code", "4"], capture_output=True,
+                            text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert result.returncode == 4
+    assert "tokens used: 13,114" in result.stdout
+    assert "\x1b[" not in result.stdout  # no colour when not on a terminal
+
+
+def test_smoke_script(server: Server) -> None:
+    """scripts/test_sse.sh passes against a live server, one PASS line per step."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "test_sse.sh"), server.url],
+                            capture_output=True, text=True, timeout=60, env=cli_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASS") >= 6
+    assert "FAIL" not in result.stdout + result.stderr

@@ -1,0 +1,90 @@
+"""Units for history (segments, retention, reading after an id, reload) and the event log."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.eventlog import EventLog
+from supervisor.events import Event
+from supervisor.history import AgentHistory
+
+
+def fill(history: AgentHistory, ids: range) -> None:
+    for i in ids:
+        history.append(Event(i, "log", "a", {"n": i}))
+    history.flush()
+
+
+@pytest.mark.parametrize("memory_size", [5, 1000])
+def test_read_after_from_memory_or_disk(tmp_path: Path, memory_size: int) -> None:
+    """Reads after any id give the same events whether memory reaches back or the files must."""
+    history = AgentHistory("a", tmp_path, memory_size, segment_events=7)
+    fill(history, range(1, 101, 2))  # this agent's ids are not consecutive
+    assert [e.id for e in history.read_after(0)] == list(range(1, 101, 2))
+    assert [e.id for e in history.read_after(50)] == list(range(51, 101, 2))
+    assert [e.id for e in history.read_after(50, limit=3)] == [51, 53, 55]
+    assert history.read_after(99) == [] and history.first_id == 1 and history.last_id == 99
+    assert [e.id for e in history.last(3)] == [95, 97, 99]
+
+
+def test_retention_deletes_oldest_segments_and_counts_missed(tmp_path: Path) -> None:
+    """With max_events, old segments go, disk stays bounded, and missed events are counted."""
+    history = AgentHistory("a", tmp_path, 10, max_events=20, segment_events=10)
+    fill(history, range(1, 101))
+    files = sorted(p.name for p in tmp_path.glob("events.*.jsonl"))
+    assert 2 <= len(files) <= 3
+    assert 20 <= len(history) <= 30
+    first = history.first_id
+    assert first is not None and first > 1
+    assert history.missed_after(0) == first - 1
+    assert history.missed_after(first - 1) == 0
+    assert [e.id for e in history.read_after(0)] == list(range(first, 101))
+
+
+def test_history_survives_reload_and_torn_lines(tmp_path: Path) -> None:
+    """A new AgentHistory on the same directory has the same events; a torn last line is cut."""
+    history = AgentHistory("a", tmp_path, 10, max_events=20, segment_events=10)
+    fill(history, range(1, 51))
+    history.close()
+    last = sorted(tmp_path.glob("events.*.jsonl"))[-1]
+    with open(last, "ab") as f:
+        f.write(b'{"id":51,"type":"lo')  # a crash mid-write
+    again = AgentHistory("a", tmp_path, 10, max_events=20, segment_events=10)
+    assert again.last_id == 50 and [e.id for e in again.read_after(45)] == [46, 47, 48, 49, 50]
+    assert again.missed_after(0) == history.missed_after(0)
+    again.append(Event(51, "log", "a", {"n": 51}))
+    again.flush()
+    assert [e.id for e in AgentHistory("a", tmp_path, 10).read_after(49)] == [50, 51]
+
+
+def test_memory_only_history_forgets_and_says_how_much(tmp_path: Path) -> None:
+    """Without a directory, history keeps the newest events and counts the forgotten ones."""
+    history = AgentHistory("a", None, 5)
+    fill(history, range(1, 21))
+    assert [e.id for e in history.read_after(0)] == [16, 17, 18, 19, 20]
+    assert history.missed_after(0) == 15 and history.missed_after(10) == 5
+
+
+def test_event_log_resets_old_and_future_readers(tmp_path: Path) -> None:
+    """read_after flags ids older than retained history and ids from the future as a reset."""
+    log = EventLog(None, history_size=5)
+    for i in range(10):
+        log.append("a", "log", {"n": i})
+    old = log.read_after(2, "a")
+    assert old.reset and old.missed == 3 and old.first_available == 6
+    assert [e.id for e in old.events] == [6, 7, 8, 9, 10]
+    future = log.read_after(500, "a")
+    assert future.reset and future.missed == 0 and len(future.events) == 5
+    assert not log.read_after(7, "a").reset
+
+
+def test_ids_continue_after_reopening(tmp_path: Path) -> None:
+    """A new EventLog on the same directory never reuses an id."""
+    first = EventLog(tmp_path)
+    for _ in range(3):
+        first.append("a", "log", {})
+    first.close()
+    second = EventLog(tmp_path)
+    assert second.append("b", "log", {}).id == 4
+    assert [e.id for e in second.read_after(0).events] == [1, 2, 3, 4]
