@@ -36,12 +36,17 @@ class StreamingHandler(WSGIHandler):
         return environ
 
     def _detach(self) -> GeventSocket:
-        """Give the connection's socket to the caller; pywsgi forgets it (no response, no close)."""
-        sock: GeventSocket = self.socket
+        """Give the connection to the caller; pywsgi forgets it (no response, no close).
+
+        The caller gets a new socket object that alone owns the file descriptor: pywsgi's
+        request reader keeps a reference to the old object, and while it did, closing that
+        object would not have closed the connection (only garbage collection would).
+        """
+        old: GeventSocket = self.socket
         self.detached = True
         self.socket = None  # type: ignore[assignment]  # pywsgi's own "no socket any more" value
         self.close_connection = True
-        return sock
+        return GeventSocket(fileno=old.detach())
 
     def run_application(self) -> None:
         # pywsgi's own version, except that a detached response is not written.

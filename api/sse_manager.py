@@ -196,6 +196,8 @@ class SSEManager:
         self._clients[client.id] = client
         self.clients_connected_total += 1
         try:
+            # Writes are batched here already; Nagle's algorithm would only add delayed-ACK waits.
+            gsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             gsock.settimeout(REPLAY_WRITE_TIMEOUT_S)
             head = [
                 "HTTP/1.1 200 OK",
@@ -218,14 +220,7 @@ class SSEManager:
         except OSError as exc:
             log.debug("client %s went away during replay: %s", client.id, exc)
         self._clients.pop(client.id, None)
-        try:
-            # shutdown, not just close: pywsgi's request reader still holds a reference to the
-            # socket, so close() alone would leave the connection open until garbage collection.
-            gsock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            gsock.close()
+        gsock.close()
 
     def _replay(self, client: Client, gsock: Any, agent: str | None, after: int, reset_check: bool) -> bool:
         """Send history after ``after``; True when caught up and still to go live, False when

@@ -285,3 +285,23 @@ def test_reset_when_last_event_id_is_older_than_retained(make_server: Callable[.
         got = stream.until(is_complete)
     assert got[0].event == "reset" and got[0].json() == {"missed": first - 3 - 1, "first_available": first}
     assert ids(got) == [e["id"] for e in events]
+
+
+def test_connect_disconnect_churn_leaks_no_fds(server: Server) -> None:
+    """2,000 stream connects and disconnects (some mid-replay) leave no fd or client behind."""
+    server.create(name="churn", command=["sh", "-c", "seq 1 300; sleep 30"])
+    wait_for(lambda: server.get("/api/agents/churn")["lines"] >= 300, 10)
+    assert server.process is not None
+    fd_dir = f"/proc/{server.process.pid}/fd"
+    baseline = len(os.listdir(fd_dir))
+    for i in range(2000):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(b"GET /api/agents/churn/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        if i % 2:
+            sock.recv(64)  # half of them leave after the first bytes, half at once
+        sock.close()
+    wait_for(lambda: server.get("/api/sse/stats")["total_clients"] == 0, 20, what="every client to be forgotten")
+    wait_for(lambda: len(os.listdir(fd_dir)) <= baseline + 2, 20, what="server fds back to baseline")
+    assert server.get("/api/sse/stats")["clients_connected_total"] >= 1000
+    server.request("POST", "/api/agents/churn/stop")
+    server.wait_state("churn", "exited")
