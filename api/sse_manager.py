@@ -7,14 +7,15 @@ How a stream goes (see :meth:`SSEManager.serve`):
    (a slow reader only slows its own greenlet). When a read of history comes back empty the
    client is caught up, and in the same breath (no yield in between, so no event can slip
    through) it is registered as live. The request greenlet then ends.
-2. Live, a client is a plain non-blocking socket, a queue of frames, and a libev read watcher
-   (to notice a hang-up at once). Publishing appends the event's frame, encoded once for all
-   clients, to each queue and marks the client dirty; one hub callback then writes each dirty
-   client's whole queue in one ``send``. No greenlet and no thread per client: at 1,000 clients
-   one loop over sockets costs about half of what a greenlet per client costs.
-3. A queue past ``queue_size`` events or ``queue_bytes`` bytes means the client does not keep
-   up: it is dropped at once (after a last-chance ``event: error`` ``slow_consumer`` if its
-   socket still takes it). It reconnects with its ``Last-Event-ID`` and loses nothing.
+2. Live, a client is a plain non-blocking socket and a libev read watcher (to notice a hang-up
+   at once). Publishing is O(1) whatever the number of clients: the event joins the outbox of
+   its agent's stream and of the all-agents stream. Once per hub loop iteration a callback
+   frames and joins each outbox once and hands the same bytes to each of its clients in one
+   ``send``. No greenlet and no thread per client: at 1,000 clients one loop over sockets costs
+   about half of what a greenlet per client costs.
+3. What a socket does not take waits in the client's backlog; a backlog past ``queue_size``
+   events or ``queue_bytes`` bytes means the client does not keep up: it is dropped at once
+   (after a last-chance ``event: error`` ``slow_consumer`` if its socket still takes it). It reconnects with its ``Last-Event-ID`` and loses nothing.
 
 All of this runs on the gevent hub's thread; hub callbacks here never block or switch.
 """
@@ -50,11 +51,15 @@ _READ, _WRITE = 1, 2
 
 
 class Client:
-    """One live stream: a socket, its queue of unsent frames, and its counters."""
+    """One live stream: a socket, the bytes it has not taken yet, and its counters.
+
+    ``pending`` holds ``[bytes, events]`` chunks that the socket would not take: usually
+    empty, since a flush hands each client the whole batch in one ``send``.
+    """
 
     __slots__ = (
         "id", "agent", "sock", "remote_addr", "connected_at", "plain", "pending", "pending_bytes",
-        "offset", "sent", "dirty", "closing", "closed", "read_watcher", "write_watcher",
+        "pending_events", "sent", "skip_until", "closing", "closed", "read_watcher", "write_watcher",
     )
 
     def __init__(self, client_id: str, agent: str | None, remote_addr: str, plain: bool) -> None:
@@ -64,12 +69,12 @@ class Client:
         self.remote_addr = remote_addr
         self.connected_at = time.time()
         self.plain = plain
-        self.pending: deque[bytes] = deque()
+        self.pending: deque[list[Any]] = deque()
         self.pending_bytes = 0
-        self.offset = 0  # bytes of pending[0] already sent
-        self.sent = 0  # events written to the socket
-        self.dirty = False
-        self.closing = False  # end the response once the queue is written
+        self.pending_events = 0
+        self.sent = 0  # events handed to the socket
+        self.skip_until = 0  # replayed up to this id: skip older events still in the outbox
+        self.closing = False  # end the response once everything pending is written
         self.closed = False
         self.read_watcher: Any = None
         self.write_watcher: Any = None
@@ -79,7 +84,7 @@ class Client:
             "id": self.id,
             "agent": self.agent,
             "connected_at": rfc3339(self.connected_at),
-            "queued": len(self.pending),
+            "queued": self.pending_events,
             "queued_bytes": self.pending_bytes,
             "sent": self.sent,
             "remote_addr": self.remote_addr,
@@ -127,7 +132,7 @@ class SSEManager:
         self._by_agent: dict[str, set[Client]] = {}
         self._all: set[Client] = set()
         self._clients: dict[str, Client] = {}  # live and replaying
-        self._dirty: list[Client] = []
+        self._outbox: dict[str | None, list[Event]] = {}
         self._flush_scheduled = False
         self._next_client = 0
         self._loop = get_hub().loop
@@ -150,11 +155,11 @@ class SSEManager:
             signal.disconnect(self._on_event)
         if self._pinger is not None:
             self._pinger.kill(block=False)
+        self._flush()
         for client in list(self._clients.values()):
-            if client.sock is not None:
-                client.closing = True
-                self._write(client)
-            self._close(client, "server shutting down")
+            if client.sock is not None and client.pending:
+                self._write(client)  # a last non-blocking try
+            self._close(client, "server shutting down", graceful=True)
 
     # -- admission -------------------------------------------------------------------------
 
@@ -213,44 +218,50 @@ class SSEManager:
                 + sse.retry(self.retry_ms)
                 + sse.frame(json.dumps(connected), "connected")
             )
-            if self._replay(client, gsock, agent, last_id or 0, reset_check=last_id is not None):
+            caught_up = self._replay(client, gsock, agent, last_id or 0, reset_check=last_id is not None)
+            if caught_up is not None:
                 fd = gsock.detach()  # from here on a plain socket: the writer loop's
-                self._go_live(client, socket.socket(fileno=fd))
+                self._go_live(client, socket.socket(fileno=fd), caught_up)
                 return
         except OSError as exc:
             log.debug("client %s went away during replay: %s", client.id, exc)
         self._clients.pop(client.id, None)
         gsock.close()
 
-    def _replay(self, client: Client, gsock: Any, agent: str | None, after: int, reset_check: bool) -> bool:
-        """Send history after ``after``; True when caught up and still to go live, False when
-        the stream is over (the agent is done and everything was sent)."""
+    def _replay(self, client: Client, gsock: Any, agent: str | None, after: int, reset_check: bool) -> int | None:
+        """Send history after ``after``. Returns the last id sent once caught up (the caller
+        registers the client without yielding first), or None when the stream is over (the
+        agent is done and everything was sent)."""
         frame_of = plain_frame if client.plain else sse.event_frame
-        first = True
+        chunks = []
+        replay = self.eventlog.read_after(after, agent, limit=REPLAY_BATCH)
+        if reset_check and replay.reset:
+            info = {"missed": replay.missed, "first_available": replay.first_available}
+            chunks.append(sse.frame(json.dumps(info), "reset"))
         while True:
-            replay = self.eventlog.read_after(after, agent, limit=REPLAY_BATCH)
-            chunks = []
-            if first and reset_check and replay.reset:
-                info = {"missed": replay.missed, "first_available": replay.first_available}
-                chunks.append(sse.frame(json.dumps(info), "reset"))
-            first = False
-            if not replay.events:
-                if agent is not None and self.is_done(agent):
-                    return False
-                return True  # caught up: the caller registers without yielding first
+            sent = 0
             for event in replay.events:
                 if agent is None or event.type not in (events.AGENT_ADDED, events.AGENT_REMOVED):
                     chunks.append(frame_of(event))
-            after = replay.events[-1].id
-            data = b"".join(chunks)
-            gsock.sendall(data)  # yields: live events keep accumulating in history meanwhile
-            client.sent += len(chunks)
-            self.events_delivered += len(chunks)
-            self.bytes_delivered += len(data)
+                    sent += 1
+            if chunks:
+                data = b"".join(chunks)
+                gsock.sendall(data)  # yields: live events keep accumulating in history meanwhile
+                client.sent += sent
+                self.events_delivered += sent
+                self.bytes_delivered += len(data)
+                chunks = []
+            if replay.events:
+                after = replay.events[-1].id
+            else:
+                return None if agent is not None and self.is_done(agent) else after
+            replay = self.eventlog.read_after(after, agent, limit=REPLAY_BATCH)
 
-    def _go_live(self, client: Client, sock: socket.socket) -> None:
+    def _go_live(self, client: Client, sock: socket.socket, last_id: int) -> None:
         sock.setblocking(False)
         client.sock = sock
+        # Events published but not yet flushed are in history, and so may have been replayed.
+        client.skip_until = last_id if self._outbox.get(client.agent) else 0
         if client.agent is None:
             self._all.add(client)
         else:
@@ -262,73 +273,114 @@ class SSEManager:
     # -- publishing ------------------------------------------------------------------------
 
     def _on_event(self, sender: str, event: Event) -> None:
-        """Receiver of every signal: queue the event's frame for each client that wants it."""
-        agent_clients = self._by_agent.get(sender)
-        broadcast = event.type in (events.AGENT_ADDED, events.AGENT_REMOVED)
-        if broadcast and agent_clients and event.type == events.AGENT_REMOVED:
-            for client in list(agent_clients):
-                client.closing = True
-                self._mark(client)
-        groups = [self._all] if broadcast else [g for g in (agent_clients, self._all) if g]
-        if not any(groups):
+        """Receiver of every signal: O(1), whatever the number of clients. The event joins the
+        outbox of its agent's stream and of the all-agents stream; one flush per hub loop
+        iteration then writes each outbox to its clients."""
+        kind = event.type
+        if kind in (events.AGENT_ADDED, events.AGENT_REMOVED):
+            if self._all:
+                self._enqueue(None, event)
+            group = self._by_agent.get(sender)
+            if kind == events.AGENT_REMOVED and group:
+                for client in tuple(group):
+                    self._end_after_pending(client)
             return
-        frame = sse.event_frame(event)
-        plain: bytes | None = None
-        slow: list[Client] = []
-        queue_size, queue_bytes = self.queue_size, self.queue_bytes
-        dirty = self._dirty
-        for group in groups:
-            for client in group:
-                if client.plain:
-                    if plain is None:
-                        plain = plain_frame(event)
-                    data = plain
-                else:
-                    data = frame
-                pending = client.pending
-                pending.append(data)
-                client.pending_bytes += len(data)
-                if len(pending) > queue_size or client.pending_bytes > queue_bytes:
-                    slow.append(client)
-                elif not client.dirty:
-                    client.dirty = True
-                    dirty.append(client)
-        if event.type == events.COMPLETE and agent_clients:
-            for client in agent_clients:
-                client.closing = True
-        for client in slow:
-            self._drop_slow(client)
-        if dirty and not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush)
+        if sender in self._by_agent:
+            self._enqueue(sender, event)
+        if self._all:
+            self._enqueue(None, event)
 
-    def _mark(self, client: Client) -> None:
-        if not client.dirty:
-            client.dirty = True
-            self._dirty.append(client)
+    def _enqueue(self, key: str | None, event: Event) -> None:
+        box = self._outbox.get(key)
+        if box is None:
+            self._outbox[key] = [event]
+        else:
+            box.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.run_callback(self._flush)
 
     def _flush(self) -> None:
-        # A hub callback: runs once per loop iteration in which events were published.
+        # A hub callback, once per loop iteration in which events were published: each outbox
+        # is framed and joined once, then handed to each of its clients in one send.
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for client in dirty:
-            client.dirty = False
-            if not client.closed and client.write_watcher is None:
-                self._write(client)
+        outbox, self._outbox = self._outbox, {}
+        for key, batch in outbox.items():
+            group = self._all if key is None else self._by_agent.get(key)
+            if not group:
+                continue
+            frame_of = sse.event_frame
+            payload = b"".join([frame_of(e) for e in batch])
+            plain: bytes | None = None
+            count = len(batch)
+            ends = key is not None and any(e.type == events.COMPLETE for e in batch)
+            for client in tuple(group):
+                data, n = payload, count
+                if client.skip_until or client.plain:
+                    fresh = [e for e in batch if e.id > client.skip_until]
+                    client.skip_until = 0
+                    if client.plain:
+                        if len(fresh) == count:
+                            plain = plain if plain is not None else b"".join([plain_frame(e) for e in batch])
+                            data = plain
+                        else:
+                            data = b"".join([plain_frame(e) for e in fresh])
+                    elif len(fresh) != count:
+                        data = b"".join([frame_of(e) for e in fresh])
+                    n = len(fresh)
+                    if not n:
+                        continue
+                self._deliver(client, data, n)
+                if ends and not client.closed:
+                    self._end_after_pending(client)
+
+    def _deliver(self, client: Client, data: bytes, count: int) -> None:
+        """Hand ``data`` (``count`` events) to the client's socket, or queue it behind what the
+        socket has not taken yet. A queue past its bounds drops the client."""
+        if client.pending:
+            client.pending.append([data, count])
+            client.pending_bytes += len(data)
+            client.pending_events += count
+            if client.pending_events > self.queue_size or client.pending_bytes > self.queue_bytes:
+                self._drop_slow(client)
+            return
+        sock = client.sock
+        if sock is None:
+            return
+        try:
+            written = sock.send(data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._close(client, f"write failed: {exc.strerror or exc}")
+            return
+        self.bytes_delivered += written
+        if written == len(data):
+            client.sent += count
+            self.events_delivered += count
+            return
+        rest = data[written:]
+        unsent = -(-count * len(rest) // len(data))  # events not (wholly) written, rounded up
+        client.sent += count - unsent
+        self.events_delivered += count - unsent
+        client.pending.append([rest, unsent])
+        client.pending_bytes = len(rest)
+        client.pending_events = unsent
+        if unsent > self.queue_size or len(rest) > self.queue_bytes:
+            self._drop_slow(client)
+            return
+        watcher = self._loop.io(sock.fileno(), _WRITE)
+        watcher.start(self._on_writable, client)
+        client.write_watcher = watcher
 
     def _write(self, client: Client) -> None:
-        """Write as much of the client's queue as the socket takes, in one ``send``."""
+        """The socket can take more: write as much of the backlog as it takes, in one send."""
         sock = client.sock
         if sock is None or client.closed:
             return
         pending = client.pending
         if pending:
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            if client.offset:
-                data = data[client.offset:]
+            data = pending[0][0] if len(pending) == 1 else b"".join([chunk for chunk, _ in pending])
             try:
                 written = sock.send(data)
             except BlockingIOError:
@@ -337,33 +389,42 @@ class SSEManager:
                 self._close(client, f"write failed: {exc.strerror or exc}")
                 return
             self.bytes_delivered += written
-            if written == len(data):
-                client.sent += len(pending)
-                self.events_delivered += len(pending)
-                pending.clear()
-                client.pending_bytes = 0
-                client.offset = 0
-            else:
-                self._consume(client, written)
-                if client.write_watcher is None:
-                    watcher = self._loop.io(sock.fileno(), _WRITE)
-                    watcher.start(self._on_writable, client)
-                    client.write_watcher = watcher
+            self._consume(client, written)
+            if pending:
+                watcher = self._loop.io(sock.fileno(), _WRITE)
+                watcher.start(self._on_writable, client)
+                client.write_watcher = watcher
                 return
         if client.closing:
             self._close(client, "stream ended", graceful=True)
 
     def _consume(self, client: Client, written: int) -> None:
-        """Account for a partial write: drop whole frames sent, remember the offset into the next."""
+        """Account for ``written`` bytes of the backlog: whole chunks go, a cut one shrinks."""
         pending = client.pending
-        written += client.offset
-        while pending and written >= len(pending[0]):
-            size = len(pending.popleft())
-            written -= size
+        while pending and written:
+            chunk = pending[0]
+            size = len(chunk[0])
+            if written >= size:
+                pending.popleft()
+                written -= size
+                done = chunk[1]
+            else:
+                rest = chunk[0][written:]
+                left = -(-chunk[1] * len(rest) // size)
+                done = chunk[1] - left
+                chunk[0], chunk[1] = rest, left
+                size = written
+                written = 0
             client.pending_bytes -= size
-            client.sent += 1
-            self.events_delivered += 1
-        client.offset = written
+            client.pending_events -= done
+            client.sent += done
+            self.events_delivered += done
+
+    def _end_after_pending(self, client: Client) -> None:
+        """End the response once what is pending is written (now, if nothing is)."""
+        client.closing = True
+        if not client.pending:
+            self._close(client, "stream ended", graceful=True)
 
     def _on_writable(self, client: Client) -> None:
         watcher, client.write_watcher = client.write_watcher, None
@@ -391,12 +452,16 @@ class SSEManager:
         self.clients_dropped_slow += 1
         log.info(
             "dropping slow client %s (%s, agent %s): %d events / %d bytes queued",
-            client.id, client.remote_addr, client.agent or "*", len(client.pending), client.pending_bytes,
+            client.id, client.remote_addr, client.agent or "*", client.pending_events, client.pending_bytes,
         )
         sock = client.sock
         if sock is not None:
             # Finish a frame cut by a partial write, then say why, if the socket still takes it.
-            tail = client.pending[0][client.offset:] if client.offset and client.pending else b""
+            tail = b""
+            if client.pending:
+                head = client.pending[0][0]
+                end = head.find(b"\n\n")
+                tail = head[: end + 2] if end >= 0 else head
             try:
                 sock.send(tail + _SLOW_FRAME)
             except OSError:
@@ -422,7 +487,7 @@ class SSEManager:
                 watcher.close()
         client.read_watcher = client.write_watcher = None
         client.pending.clear()
-        client.pending_bytes = 0
+        client.pending_bytes = client.pending_events = 0
         sock, client.sock = client.sock, None
         if sock is not None:
             try:
@@ -448,24 +513,15 @@ class SSEManager:
             self.ping()
 
     def ping(self) -> None:
-        """Queue a ``ping`` for every live client: it keeps proxies from timing out an idle
+        """Send a ``ping`` to every live client: it keeps proxies from timing out an idle
         stream, and a failed write is how a client that vanished without a FIN is noticed."""
+        data = sse.frame(json.dumps({"time": rfc3339(time.time())}), "ping")
         live = list(self._all)
         for group in self._by_agent.values():
             live.extend(group)
-        if not live:
-            return
-        data = sse.frame(json.dumps({"time": rfc3339(time.time())}), "ping")
-        slow = []
         for client in live:
-            client.pending.append(data)
-            client.pending_bytes += len(data)
-            if len(client.pending) > self.queue_size or client.pending_bytes > self.queue_bytes:
-                slow.append(client)
-            else:
-                self._mark(client)
-        for client in slow:
-            self._drop_slow(client)
+            if not client.closed:
+                self._deliver(client, data, 0)
 
     # -- monitoring ------------------------------------------------------------------------
 
