@@ -105,6 +105,8 @@ class Agent:
             raise RuntimeError(f"agent {self.name!r}: illegal state change {old} -> {new}")
         self.state = new
         self.reason = reason
+        log.info("agent %s: %s -> %s%s", self.name, old.value if old else "new", new.value,
+                 f" ({reason})" if reason else "")
         self.save()
         data: dict[str, Any] = {
             "state": new.value,

@@ -12,6 +12,7 @@ server reported or could not be reached for, 2 for a bad command line, 130 after
 from __future__ import annotations
 
 import argparse
+import io
 import ipaddress
 import json
 import os
@@ -23,7 +24,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 from urllib.parse import quote
 
-from .client import DEFAULT_URL, ApiError, Client, Follower, ServerUnreachable, SSEEvent
+from .client import (
+    DEFAULT_URL,
+    ApiError,
+    Client,
+    Follower,
+    SSEEvent,
+    StreamTimeout,
+)
 
 PROG = "agent-supervisor"
 URL_ENV = "AGENT_SUPERVISOR_URL"
@@ -32,6 +40,12 @@ TOKEN_ENV = "AGENT_SUPERVISOR_TOKEN"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: ``run`` of a command the server cannot find exits like a shell does.
 EXIT_NOT_FOUND = 127
+
+#: States of an agent that is not done (as in :mod:`supervisor.states`, not imported: the
+#: client must not need the core).
+ACTIVE_STATES = ("starting", "running", "stopping", "backoff")
+#: How long ``stop`` waits for the end beyond the grace period before it reports a problem.
+STOP_MARGIN_S = 20.0
 
 _RESET = "\x1b[0m"
 _BOLD = "\x1b[1m"
@@ -434,7 +448,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"{PROG}: serving on {url}", flush=True)
 
-    run_server(config, ready=ready)
+    run_server(config, ready=ready, demo=args.demo)
     return EXIT_OK
 
 
@@ -554,13 +568,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
             raise UsageError("--last needs an agent name; with --all use --from-start or nothing")
         renderer = Renderer(sys.stdout, status, colour=colour, json_mode=args.json,
                             show_names=True, quiet=args.quiet)
-        start: str | None = None
-        if not args.from_start:
-            ids = [int(agent.get("last_event_id") or 0) for agent in client.agents()]
-            start = str(max(ids)) if ids and max(ids) > 0 else None
+        status.show(f"connecting to {client.url}...")
+        newest = max([int(agent.get("last_event_id") or 0) for agent in client.agents()] or [0])
+        start = None if args.from_start or not newest else str(newest)
         follower = _follower(client, "/api/stream", start, status, stop_at_complete=False,
                              give_up_s=None)
-        _print_stream(follower, renderer)
+        _print_stream(follower, renderer, replay_until=newest if args.from_start else 0)
         return EXIT_OK
     if not args.name:
         raise UsageError("give an agent name, or --all")
@@ -592,10 +605,20 @@ def _later_run_exists(client: Client, name: str, last_id: int) -> bool:
     return int(agent.get("last_event_id") or 0) > last_id
 
 
-def _print_stream(follower: Follower, renderer: Renderer) -> None:
+def _print_stream(follower: Follower, renderer: Renderer, replay_until: int = 0) -> None:
+    """Render a stream to its end; while the ids are below ``replay_until`` (history being
+    replayed), show how far the replay got."""
+    status = renderer.status
     try:
         for event in follower:
             renderer.wire(event)
+            if replay_until and event.id and event.id.isdigit():
+                if int(event.id) < replay_until:
+                    status.show(f"replaying history: event {int(event.id):,} of "
+                                f"{replay_until:,}", throttle=0.1)
+                else:
+                    replay_until = 0
+                    status.clear()
     finally:
         renderer.finish()
 
@@ -604,8 +627,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     """Stop an agent (SIGTERM, then SIGKILL after its grace period) and wait until it ended."""
     client = _client(args)
     status = Status(sys.stderr)
+    started = time.monotonic()
     before = client.agent(args.name)
-    if before.get("state") not in ("starting", "running", "stopping", "backoff"):
+    if before.get("state") not in ACTIVE_STATES:
         status.note(f"{args.name} is not running ({_describe_end(before)})")
         return EXIT_OK
     after = client.stop(args.name, args.grace)
@@ -613,16 +637,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
         status.note(f"stopping {args.name}")
         return EXIT_OK
     status.show(f"stopping {args.name}...")
-    renderer = Renderer(open(os.devnull, "w"), status, colour=False, quiet=True)
+    renderer = Renderer(io.StringIO(), status, colour=False, quiet=True)  # only its end counts
     follower = _follower(client, _agent_path(args.name), str(after.get("last_event_id") or "")
                          or None, status)
+    # The server escalates to SIGKILL after the grace period, so the end cannot take long.
+    follower.deadline = time.monotonic() + (args.grace or 10.0) + STOP_MARGIN_S
     try:
         for event in follower:
             renderer.wire(event)
+    except StreamTimeout:
+        pass  # asked below: the state says whether it ended
     finally:
-        renderer.out.close()
         status.clear()
     final = renderer.complete or client.agent(args.name)
+    if renderer.complete is None and final.get("state") in ACTIVE_STATES:
+        raise ApiError(f"{args.name} is still {final.get('state')} "
+                       f"{time.monotonic() - started:.0f}s after it was asked to stop")
     print(f"{args.name}: {_describe_end(final)}")
     return EXIT_OK
 
@@ -695,8 +725,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     summary = [
         ("uptime", _duration(float(stats.get("uptime_s", 0)))),
         ("agents", f"{stats.get('total_agents', 0)}"),
-        ("clients", f"{stats.get('total_clients', 0)} "
-                    f"({stats.get('all_stream_clients', 0)} on /api/stream)"),
+        ("clients", (f"{stats.get('total_clients', 0)} "
+                     f"({stats.get('all_stream_clients', 0)} on /api/stream)")),
         ("clients connected since start", f"{stats.get('clients_connected_total', 0):,}"),
         ("clients dropped (slow)", f"{stats.get('clients_dropped_slow', 0):,}"),
         ("events published", f"{stats.get('events_published', 0):,}"),
@@ -738,12 +768,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     # --url/--token are accepted before or after the command: SUPPRESS keeps a value given
     # before the command from being reset by the sub-parser's default.
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     connection.add_argument("--url", default=argparse.SUPPRESS, metavar="URL",
                             help=f"server URL (default ${URL_ENV} or {DEFAULT_URL})")
     connection.add_argument("--token", default=argparse.SUPPRESS,
                             help=f"API token (default ${TOKEN_ENV})")
-    output = argparse.ArgumentParser(add_help=False)
+    output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true",
                         help="one event per line as JSON (the API's envelope)")
     output.add_argument("--color", "--colour", choices=("auto", "always", "never"),
@@ -765,6 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require this token on every API call")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --host without a token")
+    serve.add_argument("--demo", action="store_true",
+                       help="also run the demo agent (scripts/demo_agent.py), restarted when it ends")
     serve.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=cmd_serve)
@@ -865,13 +897,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except UsageError as exc:
-        print(f"{PROG} {args.cmd}: error: {exc}", file=sys.stderr)
+        _error(f"{PROG} {args.cmd}: error: {exc}")
         return EXIT_USAGE
-    except ServerUnreachable as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ApiError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+    except ApiError as exc:  # ServerUnreachable (no server) included
+        _error(f"{PROG}: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         sys.stderr.write("\n")
@@ -883,8 +912,14 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except _server_errors() as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        _error(f"{PROG}: {exc}")
         return EXIT_USAGE
+
+
+def _error(line: str) -> None:
+    """One line on stderr; on a terminal, over any progress line that was left there."""
+    sys.stderr.write((_ERASE_LINE if _is_tty(sys.stderr) else "") + line + "\n")
+    sys.stderr.flush()
 
 
 def _server_errors() -> tuple[type[BaseException], ...]:

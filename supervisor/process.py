@@ -44,6 +44,8 @@ READ_SIZE = 65536
 #: How long a read waits before checking whether the child has exited behind our back
 #: (only matters when an orphan keeps the PTY open after the child died).
 POLL_EXIT_S = 1.0
+#: Longest a waiter on the child's exit trusts its event before looking at the state itself.
+WAKEUP_CHECK_S = 0.25
 
 
 class SpawnError(SupervisorError):
@@ -263,7 +265,11 @@ class AgentProcess:
         finally:
             io.close()
             self._close_fd()
-            self._leader_exited.wait()  # the PTY can close before the child is reaped
+            # The PTY can close before the child is reaped. Re-check the status itself on a short
+            # interval rather than trust one wake-up: with several greenlets waiting on the same
+            # event, some with timeouts, a stop was seen to miss it now and then.
+            while self._child_status is None:
+                self._leader_exited.wait(WAKEUP_CHECK_S)
             assert self._child_status is not None
             self.status = ExitStatus.from_wait_status(self._child_status)
             self.ended_at = time.time()
@@ -289,8 +295,13 @@ class AgentProcess:
 
     def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Block the calling greenlet until the run has ended; None if ``timeout`` passed first."""
-        self._done.wait(timeout)
-        return self.status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.status is None or not self._done.is_set():
+            remaining = WAKEUP_CHECK_S if deadline is None else min(WAKEUP_CHECK_S, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            self._done.wait(remaining)
+        return self.status if self._done.is_set() else None
 
     def write(self, data: bytes) -> None:
         """Send ``data`` to the agent's terminal, as if typed. Blocks this greenlet (not the hub)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import ROOT, Server, python_agent, wait_for
 
 DEMO = str(ROOT / "scripts" / "demo_agent.py")
@@ -42,7 +41,7 @@ def cli(*args: str, server: Server | None = None, env: dict[str, str] | None = N
         timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run ``python -m supervisor ARGS`` to its end, output captured (piped, not a terminal)."""
     return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "supervisor", *args], check=False, cwd=ROOT, capture_output=True, text=True,
         env=env if env is not None else cli_env(server), timeout=timeout, stdin=subprocess.DEVNULL,
     )
 
@@ -587,7 +586,7 @@ def test_client_commands_do_not_load_the_server() -> None:
 
 def test_demo_agent_runs_standalone() -> None:
     """The demo agent runs without the supervisor, prompt skipped, with the exit code asked for."""
-    result = subprocess.run([sys.executable, DEMO, "--fast", "--exit-code", "4"], capture_output=True,
+    result = subprocess.run([sys.executable, DEMO, "--fast", "--exit-code", "4"], check=False, capture_output=True,
                             text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
     assert result.returncode == 4
     assert "tokens used: 13,114" in result.stdout
@@ -597,7 +596,7 @@ def test_demo_agent_runs_standalone() -> None:
 def test_smoke_script(server: Server) -> None:
     """scripts/test_sse.sh passes against a live server, one PASS line per step."""
     result = subprocess.run(["bash", str(ROOT / "scripts" / "test_sse.sh"), server.url],
-                            capture_output=True, text=True, timeout=60, env=cli_env())
+                            check=False, capture_output=True, text=True, timeout=60, env=cli_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASS") >= 6
     assert "FAIL" not in result.stdout + result.stderr
