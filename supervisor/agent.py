@@ -441,6 +441,20 @@ class Agent:
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, directory / AGENT_FILE)
 
+    def _recount_last_run(self) -> None:
+        """Counts of a run that ended with the supervisor, from its events in history (the
+        saved record only has them as of its last state change)."""
+        lines = extractions = 0
+        for event in reversed(self.eventlog.history(self.name).last(self.config.history_size)):
+            if event.data.get("run") != self.run:
+                break
+            if event.type == events.LOG and not event.data.get("partial"):
+                lines = max(lines, int(event.data.get("line_num") or 0))
+            elif event.type == events.EXTRACTION:
+                extractions += 1
+        self.lines = max(self.lines, lines)
+        self.extractions = max(self.extractions, extractions)
+
     @classmethod
     def restore(cls, record: dict[str, Any], eventlog: EventLog, config: Config) -> Agent:
         """Rebuild an agent saved by a previous supervisor. One that was live then is ``lost``:
@@ -459,6 +473,7 @@ class Agent:
         state = record.get("state")
         agent.state = AgentState(state) if state else None
         if agent.state in ACTIVE_STATES:
+            agent._recount_last_run()
             # RUNNING -> LOST: the supervisor died while the agent ran; its fate is unknown.
             agent._change_state(AgentState.LOST, "the supervisor stopped while the agent was running")
             agent._complete()

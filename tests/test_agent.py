@@ -289,7 +289,8 @@ def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> 
     """A new registry on the same data dir has past agents, their history, and marks live ones lost."""
     first = Registry(config)
     run_to_end(first, name="done", command=["echo", "kept"])
-    sleeper = first.create({"name": "sleeper", "command": ["sleep", "30"]})
+    sleeper = first.create({"name": "sleeper", "command": ["sh", "-c", "echo one; echo two; sleep 30"]})
+    gwait(lambda: len(lines(first, "sleeper")) == 2, 5)
     last_id = first.eventlog.last_id()
     # Simulate a crash: the registry goes away without stopping its agents.
     first.eventlog.flush()
@@ -299,7 +300,8 @@ def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> 
         assert second.get("done").state.value == "exited"
         assert second.get("sleeper").state.value == "lost"
         assert second.eventlog.last_id() > last_id, "ids continue, never reused"
-        assert history(second, "sleeper", "complete")
+        complete = history(second, "sleeper", "complete")
+        assert complete and complete[0].data["lines"] == 2 and complete[0].data["state"] == "lost"
     finally:
         first.shutdown(grace=1.0)
         second.shutdown(grace=1.0)
