@@ -24,10 +24,11 @@ import gevent
 
 from . import events
 from .config import Config
+from .echo import EchoTracker
 from .eventlog import EventLog
 from .exceptions import AgentNotRunning, SupervisorError
 from .extractors import ExtractorSet, compile_extractors
-from .lines import EchoTracker, Line, LineSplitter
+from .lines import Line, LineSplitter
 from .process import AgentProcess, ExitStatus, default_env
 from .spec import AgentSpec
 from .states import ACTIVE_STATES, RUNNING_STATES, TRANSITIONS, AgentState

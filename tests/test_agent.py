@@ -272,7 +272,7 @@ def test_restart_policy_on_failure_with_backoff(registry: Registry) -> None:
 def test_same_name_runs_again_and_continues_history(registry: Registry) -> None:
     """Re-creating an ended agent starts run 2 on the same history; an active one is refused."""
     run_to_end(registry, name="again", command=["echo", "one"])
-    agent = registry.create({"name": "again", "command": ["sh", "-c", "echo two; sleep 30"]})
+    assert registry.create({"name": "again", "command": ["sh", "-c", "echo two; sleep 30"]}).run == 2
     with pytest.raises(AgentRunning):
         registry.create({"name": "again", "command": ["true"]})
     gwait(lambda: "two" in lines(registry, "again"), 5)

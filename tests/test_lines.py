@@ -6,7 +6,8 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from supervisor.lines import EchoTracker, Line, LineSplitter
+from supervisor.echo import EchoTracker
+from supervisor.lines import Line, LineSplitter
 
 #: How a test's bytes are cut into feed() calls: all at once, in two at every possible byte,
 #: or in fixed-size chunks (1 byte splits every CRLF, UTF-8 character and escape sequence).

@@ -1,7 +1,6 @@
 """SSE streams against a real server: replay, live tail, resume, fan-out, slow clients, stats."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
