@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,12 @@ def screenshot(page: Any, name: str) -> Path:
     path = output_dir() / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+@pytest.fixture
+def shot() -> Callable[[Any, str], Path]:
+    """``shot(page, name)``: :func:`screenshot` as a fixture, for test modules that only use fixtures."""
+    return screenshot
 
 
 @pytest.fixture(scope="session")

@@ -10,32 +10,27 @@ from __future__ import annotations
 import collections
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
-from browser_support import (  # noqa: F401  (fixtures, used by name)
-    WAIT_MS,
-    browser,
-    context,
-    page,
-    proxy_to,
-    screenshot,
-    static_page,
-)
 from helpers import Server, python_agent, wait_for
 
+# The browser, page and proxy fixtures live in browser_support (conftest.py is shared).
+pytest_plugins = ["browser_support"]
 pytestmark = pytest.mark.browser
 
 try:
     from playwright.sync_api import Page, expect
 except ImportError:  # pragma: no cover - the fixtures say what to install (and fail under CI)
-    from browser_support import INSTALL_HINT, in_ci
+    import os
 
-    if in_ci():
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         raise
-    pytest.skip(INSTALL_HINT, allow_module_level=True)
+    pytest.skip("Python Playwright is missing: pip install -e '.[test]'", allow_module_level=True)
 
+#: Deadline (ms) of every wait on the page.
+WAIT_MS = 15_000
 expect.set_options(timeout=WAIT_MS)
 
 #: Reconnect quickly in tests (the server tells EventSource how long to wait).
@@ -264,7 +259,7 @@ def test_partial_line_is_shown_then_completed_in_place(page: Page, server: Serve
     assert [n for n, _ in rows] == list(range(1, len(rows) + 1)), "one row per line number"
 
 
-def test_ansi_colours_render_as_styled_spans(page: Page, server: Server) -> None:
+def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: Callable[[Page, str], Any]) -> None:
     """Coloured agent output shows as spans with the right colours and attributes, no escape codes left."""
     code = (
         "print('\\x1b[1;32m✔ ok\\x1b[0m compiled \\x1b[36msrc/app.ts\\x1b[0m in \\x1b[1m412ms\\x1b[0m')\n"
@@ -307,7 +302,7 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server) -> None
     expect(percent).to_have_count(12)
     expect(percent.first.locator("td.ext-value")).to_have_text("100")
     expect(page.locator("#stat-clients")).to_have_text("1")  # the page's all-agents stream
-    screenshot(page, "dashboard")
+    shot(page, "dashboard")
 
 
 def test_start_form_shows_the_servers_error_message(page: Page, server: Server) -> None:
@@ -349,6 +344,37 @@ def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, s
     expect(page.locator("#stop-btn")).to_be_disabled()
     expect(page.locator("#input-text")).to_be_disabled()
     assert server.get("/api/agents/sleeper")["state"] == "exited"
+
+
+def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -> None:
+    """Restarting a finished agent from the page reopens its stream and shows the new run after a separator."""
+    server.create(name="again", command=python_agent("print('hello from a run')"))
+    open_dashboard(page, server.url, "again")
+    expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done")
+    expect(page.locator("#restart-btn")).to_be_enabled()
+
+    page.click("#restart-btn")
+    expect(page.locator("#term-lines .row.sep")).to_have_text("run 2")
+    expect(page.locator("#term-lines .row.log")).to_have_count(2)
+    expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done")
+    expect(agent_item(page, "again").locator(".agent-meta")).to_contain_text("run 2")
+    assert [t for _, t in log_rows(page)] == ["hello from a run", "hello from a run"]
+
+
+def test_refused_stream_shows_the_error_and_retry_recovers(page: Page, server: Server) -> None:
+    """A stream the server refuses shows its error message and a Retry button that reconnects once it works."""
+    open_dashboard(page, server.url, "later")
+    conn = page.locator("#viewer-conn")
+    expect(conn).to_have_attribute("data-state", "error")
+    message = server.request("GET", "/api/agents/later/stream").json()["error"]["message"]
+    expect(conn.locator(".conn-text")).to_have_text(f"error — {message}")
+    expect(page.locator("#term-placeholder")).to_have_text("Waiting for output…")
+
+    server.create(name="later", command=python_agent("print('here now')"))
+    conn.locator(".conn-retry").click()
+    wait_for_row(page, "here now")
+    expect(conn).to_have_attribute("data-state", "done")
+    expect(conn.locator(".conn-retry")).to_be_hidden()
 
 
 def test_reconnects_after_a_dropped_connection_and_shows_every_line_once(
@@ -413,7 +439,7 @@ def test_slow_consumer_drop_is_survived_without_loss(
     assert len({n for n, _ in rows}) == len(rows)
 
 
-def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server: Server) -> None:
+def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server: Server, shot: Callable[[Page, str], Any]) -> None:
     """20,000 lines leave exactly the newest 5,000 in the DOM, never more, and the page keeps up."""
     page.add_init_script(
         """window.__maxRows = 0;
@@ -435,7 +461,7 @@ def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server:
     # Still responsive: the filter answers at once.
     page.fill("#filter", "line 1999")
     expect(page.locator("#term-lines .row.log:not([hidden])")).to_have_count(10)  # 19990..19999
-    screenshot(page, "dashboard-20000-lines")
+    shot(page, "dashboard-20000-lines")
 
 
 def test_auto_scroll_pauses_when_scrolled_up_and_resumes_with_the_button(page: Page, server: Server) -> None:
@@ -448,9 +474,10 @@ def test_auto_scroll_pauses_when_scrolled_up_and_resumes_with_the_button(page: P
     page.wait_for_function(f"({at_bottom})(document.getElementById('term-scroll'))")
 
     scroller.hover()
-    page.mouse.wheel(0, -2000)
+    page.mouse.wheel(0, -100_000)  # to the very top, however the wheel is animated
+    page.wait_for_function("document.getElementById('term-scroll').scrollTop === 0")
     expect(page.locator("#resume")).to_be_visible()
-    top = scroller.evaluate("(el) => el.scrollTop")
+    top = 0
     page.fill("#input-text", "more")
     page.press("#input-text", "Enter")
     wait_for_row(page, "after 200 (more)")
@@ -521,14 +548,16 @@ def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
     expect(agent_item(page, "same").locator(".badge")).to_have_text("running")
 
 
-def test_token_is_asked_once_and_kept_for_the_session(context: Any, page: Page, make_server: Callable[..., Server]) -> None:
+def test_token_is_asked_once_and_kept_for_the_session(
+    page: Page, make_server: Callable[..., Server], shot: Callable[[Page, str], Any]
+) -> None:
     """With a token configured the page asks for it once, keeps it for the tab, and streams with it."""
     server = make_server(token="s3cret-token")
     server.create(name="guarded", command=python_agent("print('behind a token')"))
     page.goto(server.url + "/#agent=guarded")
     dialog = page.locator("#token-dialog")
     expect(dialog).to_be_visible()
-    screenshot(page, "dashboard-token-prompt")
+    shot(page, "dashboard-token-prompt")
     page.fill("#token-input", "wrong")
     page.click("#token-ok")
     expect(page.locator("#token-message")).to_contain_text("refused")
@@ -550,7 +579,7 @@ def test_token_is_asked_once_and_kept_for_the_session(context: Any, page: Page, 
 # ------------------------------------------------------------------------------ the SSE test page
 
 
-def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server) -> None:
+def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server, shot: Callable[[Page, str], Any]) -> None:
     """The test page shows raw frames with their ids, log lines, extractions and state changes, with counters."""
     code = "for i in range(1, 11): print(f'\\x1b[32mprogress\\x1b[0m {i * 10}%')"
     server.create(name="tp", command=python_agent(code), extractors=[{"name": "percent", "pattern": r"(?P<value>\d+)%"}])
@@ -570,13 +599,21 @@ def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server)
     expect(page.locator("#states .item .k", has_text=re.compile("^tp: complete$"))).to_have_count(1)
 
     frames = page.locator("#raw .frame").evaluate_all("(els) => els.map((e) => e.lastChild.textContent)")
+    shot(page, "test_sse")
     assert frames[0] == "retry: 3000"
     assert frames[1].startswith("event: connected\ndata: ")
     ids = [int(m.group(1)) for f in frames if (m := re.match(r"id: (\d+)\n", f))]
     assert ids == [e["id"] for e in history]
     first_log = next(e for e in history if e["type"] == "log")
     assert f"id: {first_log['id']}\nevent: log\ndata: " in "\n\n".join(frames)
-    screenshot(page, "test_sse")
+
+    # The history limit keeps each panel to its newest entries.
+    page.goto(server.url + "/test_sse.html?agent=tp&connect=1&limit=5")
+    expect(page.locator("#status")).to_have_attribute("data-state", "done")
+    expect(page.locator("#raw .frame")).to_have_count(5)
+    expect(page.locator("#raw .frame").last).to_have_attribute("data-event", "complete")
+    expect(page.locator("#log .line")).to_have_count(5)
+    expect(page.locator("#count-lines")).to_have_text("10")
 
 
 def test_sse_test_page_resumes_with_last_event_id(
