@@ -72,6 +72,7 @@ class Config:
     retry_ms: int = 3000
     history_size: int = 10000  # events kept in memory per agent
     history_max_events: int = 1_000_000  # events kept on disk per agent; 0 = no limit
+    history_memory_bytes: int = 8 << 20  # bytes of recent events kept in memory per agent
     max_line_length: int = 65536
     partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
     stop_grace_s: float = 5.0
@@ -127,7 +128,7 @@ class Config:
 _KINDS: dict[str, str] = {
     "host": "host", "port": "int", "data_dir": "path", "token": "token",
     "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
-    "history_size": "int", "history_max_events": "int", "max_line_length": "int", "partial_line_s": "float",
+    "history_size": "int", "history_max_events": "int", "history_memory_bytes": "int", "max_line_length": "int", "partial_line_s": "float",
     "stop_grace_s": "float", "max_clients": "int", "max_clients_per_agent": "int",
     "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins", "insecure": "bool",
     "default_extractors": "extractors", "profiles": "profiles",

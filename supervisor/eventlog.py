@@ -48,10 +48,17 @@ class EventLog:
     share between threads: the whole server runs on one gevent hub.
     """
 
-    def __init__(self, data_dir: Path | None, history_size: int = 10_000, max_events: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None,
+        history_size: int = 10_000,
+        max_events: int | None = None,
+        memory_bytes: int = 8 << 20,
+    ) -> None:
         self.data_dir = data_dir
         self.history_size = history_size
         self.max_events = max_events or None
+        self.memory_bytes = memory_bytes
         self._histories: dict[str, AgentHistory] = {}
         self._dirty: set[AgentHistory] = set()
         self.events_published = 0
@@ -74,7 +81,9 @@ class EventLog:
     def _open(self, channel: str) -> AgentHistory:
         history = self._histories.get(channel)
         if history is None:
-            history = AgentHistory(channel, self._directory(channel), self.history_size, self.max_events)
+            history = AgentHistory(
+                channel, self._directory(channel), self.history_size, self.max_events, memory_bytes=self.memory_bytes
+            )
             self._histories[channel] = history
         return history
 

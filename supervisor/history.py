@@ -127,12 +127,18 @@ class AgentHistory:
         memory_size: int,
         max_events: int | None = None,
         segment_events: int = SEGMENT_EVENTS,
+        memory_bytes: int = 8 << 20,
     ) -> None:
         self.name = name
         self.directory = directory
         self.max_events = max_events
         self.segment_events = max(1, min(segment_events, max_events or segment_events))
-        self._memory: deque[Event] = deque(maxlen=memory_size)
+        # The newest events, at most memory_size of them and about memory_bytes of JSON: a few
+        # agents printing huge lines must not use up the server's memory.
+        self.memory_size = max(1, memory_size)
+        self.memory_bytes = memory_bytes
+        self._memory: deque[Event] = deque()
+        self._memory_used = 0
         self._segments: list[_Segment] = []
         self._file: io.BufferedWriter | None = None
         self._dirty = False
@@ -148,10 +154,13 @@ class AgentHistory:
     def append(self, event: Event) -> None:
         """Keep ``event`` (whose id must be greater than every id before it)."""
         memory = self._memory
-        if self.directory is None and len(memory) == memory.maxlen:
-            gone = memory[0].id
-            self._remember_forgotten(gone, gone, 1)
         memory.append(event)
+        self._memory_used += len(event.json)
+        while len(memory) > 1 and (len(memory) > self.memory_size or self._memory_used > self.memory_bytes):
+            gone = memory.popleft()
+            self._memory_used -= len(gone.json)
+            if self.directory is None:  # nowhere else to read it from: it is forgotten
+                self._remember_forgotten(gone.id, gone.id, 1)
         self._last_id = event.id
         if self.directory is None:
             return
@@ -234,7 +243,7 @@ class AgentHistory:
         """The newest ``n`` events, oldest first."""
         if n <= 0:
             return []
-        if n <= len(self._memory) or self.directory is None:
+        if n <= len(self._memory) or self.directory is None or len(self._memory) == self._retained():
             return list(self._memory)[-n:]
         needed, start = n, len(self._segments)
         while start > 0 and needed > 0:
@@ -307,5 +316,5 @@ class AgentHistory:
             pass
         except (ValueError, TypeError) as exc:
             log.warning("%s: unreadable %s (%s); missed counts start from zero", directory, FORGOTTEN_FILE, exc)
-        if self._segments:
-            self._memory.extend(self.last(self._memory.maxlen or 0))
+        # The memory starts empty: reads reach back to the files until new events fill it, so a
+        # server with many past agents does not hold all their recent events at startup.

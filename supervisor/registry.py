@@ -50,7 +50,9 @@ class Registry:
         if data_dir is not None:
             _check_writable(data_dir)
         try:
-            self.eventlog = EventLog(data_dir, config.history_size, config.history_max_events)
+            self.eventlog = EventLog(
+                data_dir, config.history_size, config.history_max_events, config.history_memory_bytes
+            )
         except OSError as exc:
             raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
         self._agents: dict[str, Agent] = {}

@@ -88,3 +88,16 @@ def test_ids_continue_after_reopening(tmp_path: Path) -> None:
     second = EventLog(tmp_path)
     assert second.append("b", "log", {}).id == 4
     assert [e.id for e in second.read_after(0).events] == [1, 2, 3, 4]
+
+
+def test_memory_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    """Huge events leave memory once it holds memory_bytes of them; disk still has them all."""
+    history = AgentHistory("a", tmp_path, 10_000, memory_bytes=50_000)
+    for i in range(1, 21):
+        history.append(Event(i, "log", "a", {"line": "x" * 10_000}))
+    assert len(history._memory) <= 5
+    assert [e.id for e in history.read_after(0)] == list(range(1, 21))
+    memory_only = AgentHistory("a", None, 10_000, memory_bytes=50_000)
+    for i in range(1, 21):
+        memory_only.append(Event(i, "log", "a", {"line": "x" * 10_000}))
+    assert memory_only.missed_after(0) == 20 - len(memory_only._memory)
