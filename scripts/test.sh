@@ -32,7 +32,5 @@ mkdir -p "$CI_OUTPUT_DIR"
 # settings live here; B905 (zip without strict=) is off: zip with a range is our way to take N.
 .venv/bin/ruff check --isolated --select F,E4,E7,E9,B,W6 --ignore B905 --line-length 120 \
   supervisor api tests scripts
-.venv/bin/pytest "$@"
-if [ -f scripts/test_sse.sh ]; then
-  bash scripts/test_sse.sh
-fi
+bash scripts/test_sse.sh   # the curl-only smoke test, against a server of its own
+.venv/bin/pytest "$@"      # last, so that its summary is the closing line
