@@ -6,7 +6,6 @@ events still reach the streams), end every stream, flush history.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import resource
 import signal
@@ -19,7 +18,7 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from supervisor.config import Config
+from supervisor.config import Config, is_loopback
 from supervisor.exceptions import ConfigError
 
 from . import create_app
@@ -29,15 +28,6 @@ from .handler import StreamingHandler
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 4096
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def raise_fd_limit() -> int:

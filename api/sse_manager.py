@@ -347,14 +347,9 @@ class SSEManager:
         sock = client.sock
         if sock is None:
             return
-        try:
-            written = sock.send(data)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            self._close(client, f"write failed: {exc.strerror or exc}")
+        written = self._send(client, sock, data)
+        if written is None:
             return
-        self.bytes_delivered += written
         if written == len(data):
             client.sent += count
             self.events_delivered += count
@@ -373,6 +368,19 @@ class SSEManager:
         watcher.start(self._on_writable, client)
         client.write_watcher = watcher
 
+    def _send(self, client: Client, sock: socket.socket, data: bytes) -> int | None:
+        """One non-blocking send: bytes taken (0 when the socket is full), or None when the
+        connection is gone (the client is then closed)."""
+        try:
+            written = sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._close(client, f"write failed: {exc.strerror or exc}")
+            return None
+        self.bytes_delivered += written
+        return written
+
     def _write(self, client: Client) -> None:
         """The socket can take more: write as much of the backlog as it takes, in one send."""
         sock = client.sock
@@ -381,14 +389,9 @@ class SSEManager:
         pending = client.pending
         if pending:
             data = pending[0][0] if len(pending) == 1 else b"".join([chunk for chunk, _ in pending])
-            try:
-                written = sock.send(data)
-            except BlockingIOError:
-                written = 0
-            except OSError as exc:
-                self._close(client, f"write failed: {exc.strerror or exc}")
+            written = self._send(client, sock, data)
+            if written is None:
                 return
-            self.bytes_delivered += written
             self._consume(client, written)
             if pending:
                 watcher = self._loop.io(sock.fileno(), _WRITE)

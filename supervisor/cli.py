@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import ipaddress
 import json
 import os
 import shutil
@@ -338,13 +337,9 @@ def _agent_or_none(client: Client, name: str) -> dict[str, Any] | None:
 
 
 def _is_loopback(client: Client) -> bool:
-    host = client.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from .config import is_loopback  # the client side stays light: config loads on demand
+
+    return is_loopback(client.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0])
 
 
 def _pairs(items: Iterable[str], what: str) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ built-in codex extractors. A new profile without ``extractors`` gets ``default_e
 from __future__ import annotations
 
 import json
+import ipaddress
 import math
 import os
 import re
@@ -43,6 +44,16 @@ class Profile:
     extractors: list[dict[str, str]]
     env: dict[str, str]
     description: str
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only: the default, safe bind."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
