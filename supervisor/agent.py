@@ -27,7 +27,7 @@ from .config import Config
 from .echo import EchoTracker
 from .eventlog import EventLog
 from .exceptions import AgentNotRunning, SupervisorError
-from .extractors import ExtractorSet, compile_extractors
+from .extractors import Extraction, ExtractorSet, compile_extractors
 from .lines import Line, LineSplitter
 from .process import AgentProcess, ExitStatus, default_env
 from .spec import AgentSpec
@@ -75,6 +75,8 @@ class Agent:
         self._restart_requested = False
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
         self._shown_partial: int | None = None  # line_num of a partial line not yet completed
+        # Matches without a value, waiting for the next non-empty line to give them one.
+        self._awaiting: list[tuple[Extraction, int]] = []
         self._backoff: gevent.Greenlet[..., Any] | None = None
 
     @property
@@ -160,6 +162,7 @@ class Agent:
         self.started_at, self.ended_at = time.time(), None
         self.lines = self.extractions = 0
         self._shown_partial = None
+        self._awaiting = []
         spec = self.spec
         self._splitter = LineSplitter(self.config.max_line_length)
         self._echo = EchoTracker()
@@ -251,20 +254,32 @@ class Agent:
             self._shown_partial = None
         self.lines += 1
         text = line.plain[:-echoed] if echoed else line.plain
+        if self._awaiting and text.strip():
+            # Matches that had no value take this line as theirs: codex prints "tokens used"
+            # and the number on the line after it.
+            awaiting, self._awaiting = self._awaiting, []
+            for found, line_num in awaiting:
+                self._emit_extraction(found, line_num, text.strip(), value_line=line.line_num)
         if not text or not len(self.extractors):
             return
         for found in self.extractors.scan(text):
-            self.extractions += 1
-            self._emit(
-                events.EXTRACTION,
-                {
-                    "name": found.name,
-                    "value": found.value,
-                    "groups": found.groups,
-                    "line_num": line.line_num,
-                    "run": self.run,
-                },
-            )
+            if found.value:
+                self._emit_extraction(found, line.line_num, found.value)
+            else:
+                self._awaiting.append((found, line.line_num))
+
+    def _emit_extraction(self, found: Extraction, line_num: int, value: str, value_line: int | None = None) -> None:
+        self.extractions += 1
+        data: dict[str, Any] = {
+            "name": found.name,
+            "value": value,
+            "groups": found.groups,
+            "line_num": line_num,
+            "run": self.run,
+        }
+        if value_line is not None:
+            data["value_line"] = value_line
+        self._emit(events.EXTRACTION, data)
 
     def _on_exit(self, status: ExitStatus) -> None:
         # Runs in the reader greenlet once the child is reaped and its output drained.
@@ -274,6 +289,9 @@ class Agent:
         if self._splitter is not None:
             for line in self._splitter.finish():
                 self._emit_line(line)
+        for found, line_num in self._awaiting:  # the run ended before a value came
+            self._emit_extraction(found, line_num, "")
+        self._awaiting = []
         if self._shown_partial is not None:
             # A partial line that never got its newline and was erased (a spinner): take it back
             # so that consumers do not keep showing it.

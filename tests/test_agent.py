@@ -359,3 +359,11 @@ def test_erased_spinner_partial_is_taken_back(registry: Registry) -> None:
     assert logs[0]["partial"] and logs[0]["line"] == "working |"
     assert logs[-1] == {"line": "", "line_num": logs[0]["line_num"], "stream": "stdout", "run": 1, "partial": True}
     assert not [d for d in logs if not d.get("partial")]
+
+
+def test_value_on_the_next_line(registry: Registry) -> None:
+    """A match without a value takes the next non-empty line (codex's two-line token count)."""
+    run_to_end(registry, name="codexish", profile="codex", args=[],
+               command=["printf", "%s\\n", "tokens used", "", "73,347", "tokens used: 12"])
+    found = [e.data for e in history(registry, "codexish", "extraction") if e.data["name"] == "codex.tokens"]
+    assert [(d["value"], d["line_num"], d.get("value_line")) for d in found] == [("73,347", 1, 3), ("12", 4, None)]
