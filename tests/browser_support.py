@@ -11,13 +11,13 @@ way to make "the server dropped the connection" happen on cue without a test-onl
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
@@ -153,122 +153,6 @@ def static_page(page: Any) -> Any:
     page.route("http://modules.test/**", serve)
     page.goto("http://modules.test/")
     return page
-
-
-class TcpProxy:
-    """A loopback TCP proxy to ``target``: ``drop()`` cuts every live connection, ``hold()``
-    keeps new ones waiting (accepted, not forwarded) until ``release()``, ``stall()`` stops
-    passing the server's bytes on (so the server sees a client that does not read) until
-    ``flow()``. ``target`` may be changed between connections (a new server).
-
-    ``rcvbuf`` shrinks the receive buffer of the upstream sockets, so a stalled connection
-    backs up into the server after kilobytes rather than megabytes.
-
-    Threads, not asyncio: Playwright's sync API owns the test thread. ``close()`` stops
-    everything; use it in a ``finally``.
-    """
-
-    def __init__(self, target_host: str, target_port: int, rcvbuf: int | None = None) -> None:
-        self.target = (target_host, target_port)
-        self.rcvbuf = rcvbuf
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._open = threading.Event()
-        self._open.set()
-        self._closed = False
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
-        self._thread.start()
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            with self._lock:
-                self.accepted += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        with self._lock:
-            self._conns.append(client)
-        # While held, the browser's connection stays open and unanswered: it keeps waiting.
-        self._open.wait()  # close() sets it too
-        if self._closed:
-            client.close()
-            return
-        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if self.rcvbuf is not None:
-            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        try:
-            upstream.settimeout(5)
-            upstream.connect(self.target)
-        except OSError:
-            upstream.close()
-            client.close()
-            return
-        upstream.settimeout(None)
-        with self._lock:
-            self._conns.append(upstream)
-        threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-        self._pipe(client, upstream, False)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
-        try:
-            while True:
-                if downstream:
-                    self._flowing.wait()
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def drop(self) -> int:
-        """Cut every connection now (both sides see it end); returns how many were cut."""
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for sock in conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        return len(conns)
-
-    def hold(self) -> None:
-        """Accept new connections but do not forward them until :meth:`release`."""
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    def stall(self) -> None:
-        """Stop reading from the server (bytes already passed on stay passed on)."""
-        self._flowing.clear()
-
-    def flow(self) -> None:
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._open.set()
-        self._flowing.set()
-        self.listener.close()
-        self.drop()
 
 
 @pytest.fixture

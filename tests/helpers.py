@@ -1,4 +1,4 @@
-"""Test helpers: a real server in a subprocess, a raw HTTP client and a raw SSE reader.
+"""Test helpers: a real server in a subprocess, a raw HTTP client, a raw SSE reader, a TCP proxy.
 
 Raw sockets on purpose: the tests check bytes on the wire (frames, headers, the end of a
 response), and a reader that stops reading is how a slow consumer is made. Every wait has a
@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,3 +342,128 @@ def follow(server: Server, path: str, last_id: str | None = None, timeout: float
                     return events, reconnects
         if time.monotonic() > deadline:
             raise AssertionError(f"stream did not finish in {timeout} s")
+
+
+class TcpProxy:
+    """A loopback TCP proxy to ``target``: ``drop()`` cuts every live connection, ``hold()``
+    keeps new ones waiting (accepted, not forwarded) until ``release()``, ``stall()`` stops
+    passing the server's bytes on (so the server sees a client that does not read) until
+    ``flow()``. ``target`` may be changed between connections (a new server).
+
+    ``rcvbuf`` shrinks the receive buffer of the upstream sockets, so a stalled connection
+    backs up into the server after kilobytes rather than megabytes.
+
+    Threads, not asyncio: Playwright's sync API owns the test thread. ``close()`` stops
+    everything; use it in a ``finally``.
+    """
+
+    def __init__(self, target_host: str, target_port: int, rcvbuf: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.rcvbuf = rcvbuf
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self.accepted = 0
+        self.heads: list[str] = []  # the first bytes each client sent: its request head
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.accepted += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            self._conns.append(client)
+        # While held, the browser's connection stays open and unanswered: it keeps waiting.
+        self._open.wait()  # close() sets it too
+        if self._closed:
+            client.close()
+            return
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.rcvbuf is not None:
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        try:
+            upstream.settimeout(5)
+            upstream.connect(self.target)
+        except OSError:
+            upstream.close()
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._conns.append(upstream)
+        threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+        self._pipe(client, upstream, False)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
+        first = not downstream
+        try:
+            while True:
+                if downstream:
+                    self._flowing.wait()
+                data = src.recv(65536)
+                if not data:
+                    break
+                if first:
+                    self.heads.append(data.decode("latin-1"))
+                    first = False
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stream_heads(self) -> list[str]:
+        """Request heads of the stream requests that went through, oldest first."""
+        return [head for head in self.heads if "/stream" in head.split("\r\n", 1)[0]]
+
+    def drop(self) -> int:
+        """Cut every connection now (both sides see it end); returns how many were cut."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        return len(conns)
+
+    def hold(self) -> None:
+        """Accept new connections but do not forward them until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def stall(self) -> None:
+        """Stop reading from the server (bytes already passed on stay passed on)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._open.set()
+        self._flowing.set()
+        self.listener.close()
+        self.drop()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, Server, python_agent, wait_for
+from helpers import ROOT, Server, TcpProxy, python_agent, wait_for
 
 DEMO = str(ROOT / "scripts" / "demo_agent.py")
 CLI_TIMEOUT = 40.0
@@ -176,79 +176,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-class CuttableProxy:
-    """A TCP relay between the CLI and the server that can drop every open connection at once,
-    as a network or a server does; it records each request's head to show what was asked."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.heads: list[str] = []
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            with self._lock:
-                self._open += [client, upstream]
-            for source, sink, record in ((client, upstream, True), (upstream, client, False)):
-                thread = threading.Thread(target=self._pump, args=(source, sink, record), daemon=True)
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
-        first = record
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if first:
-                    self.heads.append(data.decode("latin-1"))
-                    first = False
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stream_heads(self) -> list[str]:
-        return [head for head in self.heads if "/stream" in head.split("\r\n", 1)[0]]
-
-    def cut(self) -> None:
-        """Drop every connection open now (both directions, like a reset)."""
-        with self._lock:
-            doomed, self._open = self._open, []
-        for sock in doomed:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
-        for thread in self._threads:
-            thread.join(5)
-        with self._lock:
-            for sock in self._open:
-                sock.close()
 
 
 # --------------------------------------------------------------------------- run
@@ -420,13 +347,13 @@ def test_tail_follow_ends_at_complete(server: Server, live: Callable[..., LiveCl
 def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., LiveCli]) -> None:
     """When the connection drops mid-stream, ``tail -f`` reconnects with Last-Event-ID and its
     output has no gap and no duplicate."""
-    proxy = CuttableProxy(server.port)
+    proxy = TcpProxy("127.0.0.1", server.port)
     try:
         server.create(name="feed", command=counter_agent(300, 0.01))
         tail = live("tail", "feed", "--follow", "--from-start", env=cli_env(AGENT_SUPERVISOR_URL=proxy.url))
         tail.wait_out(lambda out: len(out) >= 30, what="30 lines before the cut")
         assert server.get("/api/agents/feed")["state"] == "running"  # the cut is mid-stream
-        proxy.cut()
+        proxy.drop()
         assert tail.finish() == 0, tail.err
         assert tail.out == [f"line {i}" for i in range(1, 301)]
         heads = proxy.stream_heads()
