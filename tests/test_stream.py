@@ -287,12 +287,17 @@ def test_reset_when_last_event_id_is_older_than_retained(make_server: Callable[.
 
 
 def test_connect_disconnect_churn_leaks_no_fds(server: Server) -> None:
-    """2,000 stream connects and disconnects (some mid-replay) leave no fd or client behind."""
+    """2,000 stream connects and disconnects (some mid-replay) leave no fd, thread or client behind."""
     server.create(name="churn", command=["sh", "-c", "seq 1 300; sleep 30"])
     wait_for(lambda: server.get("/api/agents/churn")["lines"] >= 300, 10)
     assert server.process is not None
     fd_dir = f"/proc/{server.process.pid}/fd"
     baseline = len(os.listdir(fd_dir))
+
+    def threads() -> int:
+        with open(f"/proc/{server.process.pid}/status") as f:
+            return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+    thread_baseline = threads()
     for i in range(2000):
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.sendall(b"GET /api/agents/churn/stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -301,6 +306,7 @@ def test_connect_disconnect_churn_leaks_no_fds(server: Server) -> None:
         sock.close()
     wait_for(lambda: server.get("/api/sse/stats")["total_clients"] == 0, 20, what="every client to be forgotten")
     wait_for(lambda: len(os.listdir(fd_dir)) <= baseline + 2, 20, what="server fds back to baseline")
+    assert threads() <= thread_baseline + 1, "no thread per client"
     assert server.get("/api/sse/stats")["clients_connected_total"] >= 1000
     server.request("POST", "/api/agents/churn/stop")
     server.wait_state("churn", "exited")
