@@ -139,7 +139,7 @@ def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
                 sseload, "--url", f"{server.url}/api/agents/ticker/stream", "--clients", str(scenario.clients),
                 "--duration", str(duration), "--ramp", str(scenario.ramp), "--warmup", str(scenario.warmup),
                 "--slow", str(scenario.slow), "--header", f"Last-Event-ID: {last_id}",
-                "--seq-regex", r"tick n=(\d+)", "--json", str(result_file), "--quiet",
+                "--json", str(result_file), "--quiet",
                 "--wait-connect", "30",
             ]
             if scenario.rate:
@@ -184,6 +184,7 @@ def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
         "slow": [{k: s[k] for k in ("server_closed", "server_close_after_s", "events_total_after_drain")}
                  for s in result.get("slow", [])],
         "sseload": summary.strip(),
+        "timeline": result.get("timeline", []),
     }
 
 
