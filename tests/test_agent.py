@@ -352,8 +352,15 @@ def _is_zombie_child(pid: int) -> bool:
 
 def test_erased_spinner_partial_is_taken_back(registry: Registry) -> None:
     """A spinner shown as a partial line and erased before exit is retracted with an empty partial."""
-    code = "import sys, time\nsys.stdout.write('working |'); sys.stdout.flush()\ntime.sleep(0.6)\nsys.stdout.write('\\r\\x1b[K'); sys.stdout.flush()"
-    run_to_end(registry, name="spinner", command=[PY, "-c", code])
+    code = (
+        "import signal, sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+        "sys.stdout.write('working |'); sys.stdout.flush()\nsignal.sigwait({signal.SIGUSR1})\n"
+        "sys.stdout.write('\\r\\x1b[K'); sys.stdout.flush()"
+    )
+    agent = registry.create({"name": "spinner", "command": [PY, "-c", code]})
+    gwait(lambda: [e for e in history(registry, "spinner", "log") if e.data.get("partial")], 5, "the spinner shown")
+    os.kill(agent.pid, signal.SIGUSR1)  # now erase it and exit
+    assert agent.wait(10)
     logs = [e.data for e in history(registry, "spinner", "log")]
     assert logs[0]["partial"] and logs[0]["line"] == "working |"
     assert logs[-1] == {"line": "", "line_num": logs[0]["line_num"], "stream": "stdout", "run": 1, "partial": True}
