@@ -34,11 +34,6 @@ def retry(milliseconds: int) -> bytes:
     return f"retry: {int(milliseconds)}\n\n".encode()
 
 
-def comment(text: str = "") -> bytes:
-    """A comment line: ignored by parsers, useful to push bytes through proxies."""
-    return f": {_LINE_BREAK.sub(' ', text)}\n\n".encode()
-
-
 def event_frame(event: Event) -> bytes:
     """The frame of a stored event, encoded on first use and cached on the event itself.
 

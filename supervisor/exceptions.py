@@ -44,6 +44,12 @@ class InvalidCwd(InvalidRequest):
     code = "invalid_cwd"
 
 
+class SpawnError(InvalidRequest):
+    """The program was found but could not be started (exec or fork failed)."""
+
+    code = "spawn_failed"
+
+
 class InvalidExtractor(InvalidRequest):
     """An extractor whose pattern does not compile, or whose fields are malformed."""
 

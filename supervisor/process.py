@@ -36,7 +36,7 @@ from gevent.hub import get_hub
 from gevent.socket import wait as wait_on_watcher
 from ptyprocess import PtyProcess
 
-from .exceptions import ExecutableNotFound, InvalidCommand, InvalidCwd, SupervisorError
+from .exceptions import ExecutableNotFound, InvalidCommand, InvalidCwd, SpawnError
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,6 @@ READ_SIZE = 65536
 POLL_EXIT_S = 1.0
 #: Longest a waiter on the child's exit trusts its event before looking at the state itself.
 WAKEUP_CHECK_S = 0.25
-
-
-class SpawnError(SupervisorError):
-    """The command was found but could not be started (exec failed, fork failed)."""
-
-    code = "spawn_failed"
-    status = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +203,7 @@ class AgentProcess:
         # so a status that arrives without a watcher is lost.
         watcher = get_hub().loop.child(pty.pid, False)
         watcher.start(self._child_exited, watcher)
-        self._child_watcher = watcher
+        self._child_watcher = watcher  # held so the started watcher lives as long as the run
         self._pty = pty
         self.pid = pty.pid
         self._fd = pty.fd

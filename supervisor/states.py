@@ -29,9 +29,6 @@ RUNNING_STATES = frozenset({AgentState.STARTING, AgentState.RUNNING, AgentState.
 #: an agent in one of these is refused.
 ACTIVE_STATES = RUNNING_STATES | {AgentState.BACKOFF}
 
-#: States after which nothing more happens unless a user starts the agent again.
-FINAL_STATES = frozenset({AgentState.EXITED, AgentState.FAILED, AgentState.LOST})
-
 #: Legal transitions: every change of state goes through one ``_change_state`` that checks this.
 TRANSITIONS: dict[AgentState | None, frozenset[AgentState]] = {
     None: frozenset({AgentState.STARTING, AgentState.EXITED, AgentState.FAILED, AgentState.LOST}),

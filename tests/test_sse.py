@@ -58,10 +58,9 @@ def test_event_frame_is_encoded_once_and_cached() -> None:
     assert json.loads(frames[0]["data"][0])["data"]["line"] == "multi\nline \u00e9"
 
 
-def test_retry_and_comment() -> None:
-    """retry: carries milliseconds; a comment cannot span lines."""
+def test_retry() -> None:
+    """retry: carries the reconnection delay in milliseconds."""
     assert sse.retry(3000) == b"retry: 3000\n\n"
-    assert sse.comment("a\nb") == b": a b\n\n"
 
 
 # -- the manager's queues, with a socketpair standing in for the HTTP connection -------------
