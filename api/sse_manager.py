@@ -50,16 +50,24 @@ _SLOW_FRAME = sse.frame(json.dumps({"reason": "slow_consumer"}), "error")
 _READ, _WRITE = 1, 2
 
 
+def _not_live(data: bytes) -> int:
+    """``Client.send`` of a client without a live socket."""
+    raise OSError(errno.EBADF, "the stream is not live")
+
+
 class Client:
     """One live stream: a socket, the bytes it has not taken yet, and its counters.
 
     ``pending`` holds ``[bytes, events]`` chunks that the socket would not take: usually
-    empty, since a flush hands each client the whole batch in one ``send``.
+    empty, since a flush hands each client the whole batch in one ``send``. ``special`` is
+    false exactly when the flush's fast path applies: live, nothing pending, no replay overlap
+    to skip, no ``strip_ansi``; ``send`` is then the socket's own ``send``.
     """
 
     __slots__ = (
         "id", "agent", "sock", "remote_addr", "connected_at", "plain", "pending", "pending_bytes",
         "pending_events", "sent", "skip_until", "closing", "closed", "read_watcher", "write_watcher",
+        "special", "send",
     )
 
     def __init__(self, client_id: str, agent: str | None, remote_addr: str, plain: bool) -> None:
@@ -78,6 +86,8 @@ class Client:
         self.closed = False
         self.read_watcher: Any = None
         self.write_watcher: Any = None
+        self.special = True  # not live yet
+        self.send: Callable[[bytes], int] = _not_live
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -260,8 +270,10 @@ class SSEManager:
     def _go_live(self, client: Client, sock: socket.socket, last_id: int) -> None:
         sock.setblocking(False)
         client.sock = sock
+        client.send = sock.send
         # Events published but not yet flushed are in history, and so may have been replayed.
         client.skip_until = last_id if self._outbox.get(client.agent) else 0
+        client.special = client.plain or bool(client.skip_until)
         if client.agent is None:
             self._all.add(client)
         else:
@@ -302,37 +314,63 @@ class SSEManager:
 
     def _flush(self) -> None:
         # A hub callback, once per loop iteration in which events were published: each outbox
-        # is framed and joined once, then handed to each of its clients in one send.
+        # is framed and joined once, then handed to each of its clients in one send. This loop
+        # is the server's hot path (1,000 clients x 100 events/s is 100,000 turns a second): a
+        # client that is caught up with nothing special about it costs one attribute test, one
+        # send and one counter; everything else goes through _deliver_special.
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
         for key, batch in outbox.items():
             group = self._all if key is None else self._by_agent.get(key)
             if not group:
                 continue
-            frame_of = sse.event_frame
-            payload = b"".join([frame_of(e) for e in batch])
-            plain: bytes | None = None
+            payload = b"".join([sse.event_frame(e) for e in batch])
+            size = len(payload)
             count = len(batch)
             ends = key is not None and any(e.type == events.COMPLETE for e in batch)
+            whole = 0  # clients that took the whole payload in the fast path
+            plain: list[bytes] = []  # the strip_ansi payload, framed once when a client wants it
             for client in tuple(group):
-                data, n = payload, count
-                if client.skip_until or client.plain:
-                    fresh = [e for e in batch if e.id > client.skip_until]
-                    client.skip_until = 0
-                    if client.plain:
-                        if len(fresh) == count:
-                            plain = plain if plain is not None else b"".join([plain_frame(e) for e in batch])
-                            data = plain
-                        else:
-                            data = b"".join([plain_frame(e) for e in fresh])
-                    elif len(fresh) != count:
-                        data = b"".join([frame_of(e) for e in fresh])
-                    n = len(fresh)
-                    if not n:
+                if client.special:
+                    self._deliver_special(client, batch, payload, plain)
+                else:
+                    try:
+                        written = client.send(payload)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError as exc:
+                        self._close(client, f"write failed: {exc.strerror or exc}")
                         continue
-                self._deliver(client, data, n)
+                    if written == size:
+                        client.sent += count
+                        whole += 1
+                    else:
+                        self.bytes_delivered += written
+                        self._keep_rest(client, payload, count, written)
                 if ends and not client.closed:
                     self._end_after_pending(client)
+            self.events_delivered += whole * count
+            self.bytes_delivered += whole * size
+
+    def _deliver_special(self, client: Client, batch: list[Event], payload: bytes, plain: list[bytes]) -> None:
+        """The flush for a client with a backlog, a replay overlap or ``strip_ansi``. ``plain``
+        caches the batch's ``strip_ansi`` payload across the clients of one flush."""
+        data, count = payload, len(batch)
+        if client.skip_until or client.plain:
+            fresh = [e for e in batch if e.id > client.skip_until]
+            client.skip_until = 0
+            if len(fresh) != count:
+                frame_of = plain_frame if client.plain else sse.event_frame
+                data = b"".join([frame_of(e) for e in fresh])
+            elif client.plain:
+                if not plain:
+                    plain.append(b"".join([plain_frame(e) for e in batch]))
+                data = plain[0]
+            count = len(fresh)
+            client.special = client.plain or bool(client.pending)
+            if not count:
+                return
+        self._deliver(client, data, count)
 
     def _deliver(self, client: Client, data: bytes, count: int) -> None:
         """Hand ``data`` (``count`` events) to the client's socket, or queue it behind what the
@@ -354,6 +392,13 @@ class SSEManager:
             client.sent += count
             self.events_delivered += count
             return
+        self._keep_rest(client, data, count, written)
+
+    def _keep_rest(self, client: Client, data: bytes, count: int, written: int) -> None:
+        """The socket took ``written`` bytes of ``data`` (``count`` events): the rest becomes the
+        client's backlog, written when the socket can take more (or the client is dropped)."""
+        sock = client.sock
+        assert sock is not None
         rest = data[written:]
         unsent = -(-count * len(rest) // len(data))  # events not (wholly) written, rounded up
         client.sent += count - unsent
@@ -361,6 +406,7 @@ class SSEManager:
         client.pending.append([rest, unsent])
         client.pending_bytes = len(rest)
         client.pending_events = unsent
+        client.special = True
         if unsent > self.queue_size or len(rest) > self.queue_bytes:
             self._drop_slow(client)
             return
@@ -398,6 +444,7 @@ class SSEManager:
                 watcher.start(self._on_writable, client)
                 client.write_watcher = watcher
                 return
+            client.special = client.plain or bool(client.skip_until)
         if client.closing:
             self._close(client, "stream ended", graceful=True)
 
@@ -475,6 +522,8 @@ class SSEManager:
         if client.closed:
             return
         client.closed = True
+        client.special = True
+        client.send = _not_live
         self._clients.pop(client.id, None)
         if client.agent is None:
             self._all.discard(client)

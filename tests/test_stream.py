@@ -258,6 +258,38 @@ def test_strip_ansi_option(server: Server) -> None:
     assert data[0]["line"] == "\x1b[31mred\x1b[0m" and data[0]["plain"] == "red"
 
 
+def test_strip_ansi_and_plain_clients_share_live_flushes(server: Server) -> None:
+    """Live, each client gets its own form of the same events: the flush frames the plain form
+    once for all strip_ansi clients and sends the ordinary one to the rest."""
+    server.create(name="painter", command=python_agent(
+        "import sys\n"
+        "for line in sys.stdin:\n"
+        "    n = int(line)\n"
+        "    for i in range(n, n + 3): print(f'\\033[3{i % 8}mline {i}\\033[0m', flush=True)\n"
+        "    if n >= 6: break\n"))
+    server.wait_state("painter", "running")
+    paths = ["/api/agents/painter/stream?strip_ansi=1"] * 2 + ["/api/agents/painter/stream"] * 2
+    streams = [server.stream(p) for p in paths]
+    try:
+        for s in streams:
+            assert s.next().event == "connected"
+        wait_for(lambda: server.get("/api/agents/painter")["clients"] == 4, 10)
+        for n in (0, 3, 6):
+            server.request("POST", "/api/agents/painter/input", {"data": f"{n}\n"})
+        received = read_all(streams, is_complete)
+    finally:
+        for s in streams:
+            s.close()
+    expected = [f"line {i}" for i in range(9)]
+    for events in received[:2]:
+        assert logs(events) == expected
+    for events in received[2:]:
+        data = [e.json()["data"] for e in events if e.event == "log" and not e.json()["data"].get("echo")]
+        assert [d["plain"] for d in data if not d.get("partial")] == expected
+        assert all(d["line"].startswith("\x1b[3") for d in data if not d.get("partial"))
+    assert ids(received[0]) == ids(received[2]), "the same events, only framed differently"
+
+
 def test_graceful_shutdown_stops_agents_and_ends_streams(make_server: Callable[..., Server]) -> None:
     """SIGTERM to the server stops its agents (their final events reach the streams) and exits 0."""
     server = make_server()
