@@ -5,11 +5,18 @@ For each scenario: start ``agent-supervisor serve`` on a fresh data dir, start
 ``scripts/tick_agent.py`` in it (``tick n=<n> ts=<ns>`` lines at a fixed rate, or flat out),
 connect N SSE clients with ``sseload`` (Node, raw sockets: a Python client saturates before the
 server does) and report delivered events/s, loss, print-to-receive latency p50/p99, server CPU
-and server RSS per client. Results go to stdout as one line per scenario and, with ``--json``,
-to a file.
+and server RSS per client, and the host's CPU steal over the window (on a shared VM a run with
+steal is a run of the host's neighbours, not of ours). Results go to stdout as one line per run
+and, with ``--json``, to a file.
+
+``--reference`` also runs each fixed-rate scenario against ``reference_sse_server.py``, the
+simplest fan-out there is (an in-process timer and one send per client), alternating with ours,
+so that the two are measured on the same machine in the same minutes. ``--repeat N`` runs each
+N times and ends with the median.
 
     scripts/bench_sse.py                       # every scenario
     scripts/bench_sse.py fanout-1000 --duration 20
+    scripts/bench_sse.py fanout-1000 --repeat 5 --reference
     scripts/bench_sse.py --sseload /path/to/sseload
 
 Loopback only; every run is bounded in time and stops by itself.
@@ -21,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,6 +90,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
 def _rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -91,18 +106,17 @@ def _rss_kb(pid: int) -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    """A server that prints ``serving on <url>`` once it listens: ours, or the reference."""
+
+    def __init__(self, argv: list[str], log_path: Path) -> None:
         env = {
             **os.environ,
             "AGENT_SUPERVISOR_MAX_CLIENTS": "20000",
             "AGENT_SUPERVISOR_MAX_CLIENTS_PER_AGENT": "20000",
             "PYTHONUNBUFFERED": "1",
         }
-        self.log = open(data_dir.parent / "server.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log,
-        )
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         if "serving on" not in line:
@@ -119,41 +133,66 @@ class ServerProcess:
         self.log.close()
 
 
-def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
+def _start_ours(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict[str, str]]:
+    """agent-supervisor with the tick agent under a PTY; its stream URL and request headers."""
+    server = ServerProcess(
+        [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(tmp / "data")],
+        tmp / "server.log",
+    )
+    try:
+        agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
+                 "--size", str(scenario.size)]
+        _post(server.url + "/api/agents", {"name": "ticker", "command": agent})
+        deadline = time.monotonic() + 60
+        while _get(server.url + "/api/agents/ticker")["lines"] < scenario.prewarm_lines:
+            if time.monotonic() > deadline:
+                raise SystemExit("the tick agent printed nothing")
+            time.sleep(0.05)
+        last_id = _get(server.url + "/api/agents/ticker")["last_event_id"]
+    except BaseException:
+        server.stop()
+        raise
+    return server, f"{server.url}/api/agents/ticker/stream", {"Last-Event-ID": str(last_id)}
+
+
+def _start_reference(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict[str, str]]:
+    server = ServerProcess(
+        [sys.executable, str(ROOT / "scripts" / "reference_sse_server.py"), "--rate", str(scenario.rate),
+         "--size", str(scenario.size)],
+        tmp / "server.log",
+    )
+    return server, f"{server.url}/stream", {}
+
+
+def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours") -> dict[str, Any]:
+    start = _start_reference if target == "reference" else _start_ours
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        server = ServerProcess(Path(tmp) / "data")
+        server, stream_url, headers = start(scenario, Path(tmp))
         try:
             pid = server.proc.pid
-            agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
-                     "--size", str(scenario.size)]
-            _post(server.url + "/api/agents", {"name": "ticker", "command": agent})
-            deadline = time.monotonic() + 60
-            while _get(server.url + "/api/agents/ticker")["lines"] < scenario.prewarm_lines:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the tick agent printed nothing")
-                time.sleep(0.05)
             rss_before = _rss_kb(pid)
-            last_id = _get(server.url + "/api/agents/ticker")["last_event_id"]
             result_file = Path(tmp) / "sseload.json"
             cmd = [
-                sseload, "--url", f"{server.url}/api/agents/ticker/stream", "--clients", str(scenario.clients),
+                sseload, "--url", stream_url, "--clients", str(scenario.clients),
                 "--duration", str(duration), "--ramp", str(scenario.ramp), "--warmup", str(scenario.warmup),
-                "--slow", str(scenario.slow), "--header", f"Last-Event-ID: {last_id}",
-                "--json", str(result_file), "--quiet",
-                "--wait-connect", "30",
+                "--slow", str(scenario.slow), "--json", str(result_file), "--quiet", "--wait-connect", "30",
             ]
+            for name, value in headers.items():
+                cmd += ["--header", f"{name}: {value}"]
             if scenario.rate:
                 cmd += ["--expect-rate", str(scenario.rate)]
             load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             # Sample the server over the measurement window (sseload starts it after ramp+warmup).
             time.sleep(scenario.ramp + scenario.warmup)
-            cpu_start, t_start = _cpu_seconds(pid), time.monotonic()
+            cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
             rss_peak = 0
             while load.poll() is None and time.monotonic() - t_start < duration:
                 rss_peak = max(rss_peak, _rss_kb(pid))
                 time.sleep(0.25)
             cpu = (_cpu_seconds(pid) - cpu_start) / max(0.001, time.monotonic() - t_start)
-            stats = _get(server.url + "/api/sse/stats")
+            ticks_end = _cpu_ticks()
+            steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
+            dropped = _get(server.url + "/api/sse/stats")["clients_dropped_slow"] if target == "ours" else None
             summary, _ = load.communicate(timeout=duration + 120)
             result = json.loads(result_file.read_text())
         finally:
@@ -162,6 +201,7 @@ def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
     normal = scenario.clients - scenario.slow
     return {
         "scenario": scenario.name,
+        "target": target,
         "goal": scenario.goal,
         "clients": scenario.clients,
         "rate": scenario.rate or "flat out",
@@ -180,7 +220,8 @@ def run(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
         "server_rss_mb_before": round(rss_before / 1024, 1),
         "server_rss_mb_peak": round(rss_peak / 1024, 1),
         "server_rss_kb_per_client": round((rss_peak - rss_before) / max(1, normal), 2),
-        "slow_clients_dropped": stats["clients_dropped_slow"],
+        "host_steal_pct": round(steal * 100, 1),
+        "slow_clients_dropped": dropped,
         "slow": [{k: s[k] for k in ("server_closed", "server_close_after_s", "events_total_after_drain")}
                  for s in result.get("slow", [])],
         "sseload": summary.strip(),
@@ -192,6 +233,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], help="default: all")
     parser.add_argument("--duration", type=float, default=15.0, help="measurement window, seconds")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario (and of the reference)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also run fixed-rate scenarios against scripts/reference_sse_server.py")
     parser.add_argument("--sseload", default=os.environ.get("SSELOAD", str(DEFAULT_SSELOAD)))
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()
@@ -202,19 +246,38 @@ def main() -> int:
     print(f"# {machine}")
     results = []
     for name in names:
-        result = run(SCENARIOS[name], args.sseload, args.duration)
-        results.append(result)
-        print(
-            f"{name}: conn={result['connected']}/{result['clients']} "
-            f"ev/s/client={result['events_per_s_per_client']} loss={result['loss_pct']}% "
-            f"p50={result['p50_ms']}ms p99={result['p99_ms']}ms cpu={result['server_cpu_pct']}% "
-            f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
-            f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB)",
-            flush=True,
-        )
+        scenario = SCENARIOS[name]
+        targets = ["ours"]
+        if args.reference and scenario.rate and not scenario.slow:
+            targets.append("reference")
+        for _ in range(args.repeat):
+            for target in targets:  # alternating, so that both meet the same minutes of the host
+                result = run(scenario, args.sseload, args.duration, target)
+                results.append(result)
+                print(_summary(result), flush=True)
+        if args.repeat > 1:
+            for target in targets:
+                runs = [r for r in results if r["scenario"] == name and r["target"] == target]
+                print(f"{name} [{target}] median of {len(runs)}: "
+                      f"p50={statistics.median(r['p50_ms'] for r in runs)}ms "
+                      f"p99={statistics.median(r['p99_ms'] for r in runs)}ms "
+                      f"(p99 runs: {', '.join(str(r['p99_ms']) for r in runs)}) "
+                      f"cpu={statistics.median(r['server_cpu_pct'] for r in runs)}% "
+                      f"steal={statistics.median(r['host_steal_pct'] for r in runs)}%", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=1))
     return 0
+
+
+def _summary(result: dict[str, Any]) -> str:
+    return (
+        f"{result['scenario']} [{result['target']}]: conn={result['connected']}/{result['clients']} "
+        f"ev/s/client={result['events_per_s_per_client']} loss={result['loss_pct']}% "
+        f"p50={result['p50_ms']}ms p99={result['p99_ms']}ms cpu={result['server_cpu_pct']}% "
+        f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
+        f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB) "
+        f"steal={result['host_steal_pct']}%"
+    )
 
 
 if __name__ == "__main__":
