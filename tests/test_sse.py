@@ -111,7 +111,40 @@ def test_publish_reaches_live_clients_in_one_write(manager: Any) -> None:
     log.append("b", "log", {"line": "other agent"})
     data = drain(peer, lambda d: d.count(b"\n\n") >= 3)
     assert [json.loads(f["data"][0])["data"]["line"] for f in parse(data)] == ["l0", "l1", "l2"]
-    assert client.sent == 3 and not client.pending
+    assert client.events_sent == 3 and client.fast and not client.pending
+
+
+def test_client_leaves_and_rejoins_the_fast_path_without_losing_count(manager: Any) -> None:
+    """A short write takes a client out of the fast path into its backlog; once the backlog is
+    written it is back, and its ``sent`` count (kept by the group while fast) stays exact."""
+    mgr, log = manager
+    client, peer = live_client(mgr, "a", rcvbuf=4096)
+    other, other_peer = live_client(mgr, "a")
+    assert client.fast and other.fast
+    published = 0
+    for _ in range(20):  # 3 KB events, one flush each, until the socket stops taking them whole
+        log.append("a", "log", {"line": "x" * 3000})
+        published += 1
+        gevent.sleep(0)
+        if not client.fast:
+            break
+    assert not client.fast and client.pending, "a short write leaves a backlog"
+    assert not client.closed, "within the queue's bounds: kept"
+    received = drain(peer, lambda d: d.count(b"\n\n") >= published)
+    wait_until = time.monotonic() + 5
+    while not client.fast:
+        assert time.monotonic() < wait_until, "the drained client rejoins the fast path"
+        gevent.sleep(0.005)
+    for i in range(2):
+        log.append("a", "log", {"line": f"after {i}"})
+        published += 1
+        gevent.sleep(0)
+    received += drain(peer, lambda d: (received + d).count(b"\n\n") >= published)
+    assert len(parse(received)) == published
+    assert client.events_sent == published and client.describe()["sent"] == published
+    assert other.fast and other.events_sent == published
+    assert len(parse(drain(other_peer, lambda d: d.count(b"\n\n") >= published))) == published
+    assert mgr.events_delivered == 2 * published
 
 
 def test_full_queue_drops_the_client_at_once(manager: Any) -> None:
