@@ -71,6 +71,7 @@ class Agent:
         self._echo: EchoTracker | None = None
         self._responder: TerminalResponder | None = None
         self._output: BufferedWriter | None = None
+        self._files_due = False  # a write of output.log and the history file is scheduled
         self._stop_requested = False
         self._restart_requested = False
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
@@ -212,9 +213,22 @@ class Agent:
             self._partial_timer = gevent.spawn_later(
                 self.config.partial_line_s, self._show_partial, self._splitter.lines_emitted + 1
             )
-        self.eventlog.flush()
-        if self._output is not None:
-            self._output.flush()
+        if not self._files_due:
+            # Write the files after the subscribers' work, not before: the hub runs callbacks in
+            # the order they were scheduled, and the streams scheduled their flush when the
+            # first line was published. The live view then never waits on the disk.
+            self._files_due = True
+            gevent.get_hub().loop.run_callback(self._write_files)
+
+    def _write_files(self) -> None:
+        # A hub callback: must not raise, and a full disk must not stop the lines.
+        self._files_due = False
+        try:
+            self.eventlog.flush()
+            if self._output is not None:
+                self._output.flush()
+        except OSError as exc:
+            log.warning("agent %s: writing its output to disk failed: %s", self.name, exc)
 
     def _show_partial(self, line_num: int) -> None:
         """Line ``line_num`` has waited ``partial_line_s`` without its newline: show it as is."""

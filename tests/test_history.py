@@ -1,12 +1,13 @@
 """Units for history (segments, retention, reading after an id, reload) and the event log."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from supervisor.eventlog import EventLog
-from supervisor.events import Event
+from supervisor.events import Event, rfc3339
 from supervisor.history import AgentHistory
 
 
@@ -101,3 +102,22 @@ def test_memory_is_bounded_in_bytes_too(tmp_path: Path) -> None:
     for i in range(1, 21):
         memory_only.append(Event(i, "log", "a", {"line": "x" * 10_000}))
     assert memory_only.missed_after(0) == 20 - len(memory_only._memory)
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [0.0, 1.0005, 1763726400.0, 1763726400.123, 1763726400.9994999, 1763726400.9995,
+     1763726400.99999949, 1763726400.9999995, 1763726459.9999999, 4102444799.999],
+)
+def test_timestamps_match_datetime_formatting(epoch: float) -> None:
+    # The per-second cache must not change a single stamp, rounding and minute rollovers included.
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert rfc3339(epoch) == expected
+
+
+def test_timestamps_follow_the_clock_across_seconds() -> None:
+    stamps = [rfc3339(1763726400 + step / 7) for step in range(30)]
+    assert stamps == sorted(stamps)
+    assert stamps[0] == "2025-11-21T12:00:00.000Z"
+    assert stamps[-1] == "2025-11-21T12:00:04.142Z"
