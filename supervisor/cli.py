@@ -43,6 +43,8 @@ EXIT_NOT_FOUND = 127
 #: States of an agent that is not done (as in :mod:`supervisor.states`, not imported: the
 #: client must not need the core).
 ACTIVE_STATES = ("starting", "running", "stopping", "backoff")
+#: States in which a new run has got as far as it will by itself (``restart`` waits for one).
+SETTLED_STATES = ("running", "exited", "failed", "backoff")
 #: How long ``stop`` waits for the end beyond the grace period before it reports a problem.
 STOP_MARGIN_S = 20.0
 
@@ -652,6 +654,54 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    """End the agent's current run, if any, and start the next; wait until it runs (or fails)."""
+    client = _client(args)
+    status = Status(sys.stderr)
+    before = client.agent(args.name)
+    after = client.restart(args.name)
+    if args.no_wait:
+        status.note(f"restarting {args.name}")
+        return EXIT_OK
+    status.show(f"restarting {args.name}...")
+    follower = _follower(client, _agent_path(args.name), str(after.get("last_event_id") or "") or None,
+                         status, stop_at_complete=False)
+    # The old run gets its grace period, then SIGKILL; the new one must then at least start.
+    follower.deadline = time.monotonic() + 10.0 + STOP_MARGIN_S
+    old_run = before.get("run") or 0
+    try:
+        for event in follower:
+            if event.event == "state":
+                data = event.json().get("data", {})
+                if (data.get("run") or 0) > old_run and data.get("state") in SETTLED_STATES:
+                    break
+    except StreamTimeout:
+        pass  # asked below
+    finally:
+        status.clear()
+    now = client.agent(args.name)
+    if (now.get("run") or 0) <= old_run:
+        raise ApiError(f"{args.name} did not start again (it is {now.get('state')})")
+    if now.get("state") == "failed":
+        raise ApiError(f"{args.name}: {_describe_end(now)}")
+    print(f"{args.name}: {now.get('state')}, run {now.get('run')}" + (f", pid {now['pid']}" if now.get("pid") else ""))
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete an agent and its history; a running one only with --force, which stops it first."""
+    client = _client(args)
+    agent = client.agent(args.name)
+    if agent.get("state") in ACTIVE_STATES:
+        if not args.force:
+            raise UsageError(f"{args.name} is {agent.get('state')}: stop it first, or use --force")
+        stop = argparse.Namespace(**{**vars(args), "grace": args.grace, "no_wait": False})
+        cmd_stop(stop)
+    client.delete(args.name)
+    print(f"{args.name}: deleted, with its history")
+    return EXIT_OK
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     """Type text into an agent's terminal, then Enter (a carriage return) unless -n."""
     text = " ".join(args.text)
@@ -839,6 +889,20 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
     stop.add_argument("--no-wait", action="store_true", help="do not wait for it to end")
     stop.set_defaults(func=cmd_stop)
+
+    restart = sub.add_parser("restart", parents=[connection], help="start an agent's next run",
+                             description="End the agent's current run (SIGTERM, then SIGKILL after "
+                                         "its grace period) if it has one, and start the next.")
+    restart.add_argument("name", metavar="NAME")
+    restart.add_argument("--no-wait", action="store_true", help="do not wait for the new run")
+    restart.set_defaults(func=cmd_restart)
+
+    rm = sub.add_parser("rm", aliases=["delete"], parents=[connection], help="delete an agent and its history",
+                        description="Delete an agent's definition and its whole history.")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("-f", "--force", action="store_true", help="stop it first if it is running")
+    rm.add_argument("--grace", type=float, metavar="S", help="with --force: SIGTERM to SIGKILL delay")
+    rm.set_defaults(func=cmd_rm)
 
     send = sub.add_parser("send", parents=[connection], help="type text into an agent",
                           description="Type TEXT into the agent's terminal, then Enter.")

@@ -263,7 +263,7 @@ def test_run_missing_executable_exits_127(server: Server) -> None:
 @pytest.mark.parametrize("args", [
     ("frobnicate",), ("run", "x", "--bogus", "--", "true"), ("run",), ("run", "x"),
     ("tail",), ("tail", "x", "--all"), ("tail", "x", "--last", "many"), ("stop",), ("send", "x"),
-    ("run", "x", "--extract", "no-equals-sign", "--", "true"), ("list", "--what"),
+    ("run", "x", "--extract", "no-equals-sign", "--", "true"), ("list", "--what"), ("restart",), ("rm",),
 ], ids=lambda a: " ".join(a))
 def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...]) -> None:
     """A command line that cannot work fails at once with one line and status 2."""
@@ -274,7 +274,7 @@ def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...]) -> N
 
 @pytest.mark.parametrize("args", [
     ("list",), ("stats",), ("tail", "x"), ("stop", "x"), ("send", "x", "hi"),
-    ("run", "x", "--", "true"), ("tail", "--all"),
+    ("run", "x", "--", "true"), ("tail", "--all"), ("restart", "x"), ("rm", "x"),
 ], ids=lambda a: " ".join(a))
 def test_server_down_is_one_line_and_status_1(args: tuple[str, ...]) -> None:
     """With no server at the URL every command says so in one line and exits 1."""
@@ -285,7 +285,8 @@ def test_server_down_is_one_line_and_status_1(args: tuple[str, ...]) -> None:
     assert f"127.0.0.1:{port}" in line and "refused" in line
 
 
-@pytest.mark.parametrize("args", [("tail", "ghost"), ("stop", "ghost"), ("send", "ghost", "hi")],
+@pytest.mark.parametrize("args", [("tail", "ghost"), ("stop", "ghost"), ("send", "ghost", "hi"),
+                                  ("restart", "ghost"), ("rm", "ghost")],
                          ids=lambda a: " ".join(a))
 def test_unknown_agent_is_one_line(server: Server, args: tuple[str, ...]) -> None:
     """Naming an agent that does not exist is the server's one-line 404 message, status 1."""
@@ -422,6 +423,42 @@ def test_stop_ends_the_agent_and_its_children(server: Server) -> None:
     assert again.returncode == 0 and "not running" in again.stderr
 
 
+def test_restart_starts_the_next_run(server: Server) -> None:
+    """``restart`` ends a running agent's run and waits for the next; an ended agent just starts."""
+    first = server.create(name="again", command=python_agent("import time; print('up', flush=True); time.sleep(1000)"))
+    result = cli("restart", "again", server=server)
+    assert result.returncode == 0, result.stderr
+    now = server.get("/api/agents/again")
+    assert now["run"] == 2 and now["state"] == "running" and now["pid"] != first["pid"]
+    assert result.stdout == f"again: running, run 2, pid {now['pid']}\n"
+    assert not alive(first["pid"])
+    server.create(name="once", command=python_agent("print('done')"))
+    server.wait_state("once", "exited")
+    result = cli("restart", "once", server=server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("once: ") and "run 2" in result.stdout
+    wait_for(lambda: final_lines(server, "once", run=2) == ["done"], 20, 0.02, "the second run's line")
+    assert cli("stop", "again", "--grace", "1", server=server).returncode == 0
+
+
+def test_rm_deletes_and_refuses_a_running_agent_without_force(server: Server) -> None:
+    """``rm`` deletes an ended agent and its history; a running one only with ``--force``."""
+    server.create(name="old", command=python_agent("print('bye')"))
+    server.wait_state("old", "exited")
+    result = cli("rm", "old", server=server)
+    assert result.returncode == 0 and result.stdout == "old: deleted, with its history\n"
+    assert server.request("GET", "/api/agents/old").status == 404
+    busy = server.create(name="busy", command=python_agent("import time; time.sleep(1000)"))
+    refused = cli("rm", "busy", server=server)
+    assert refused.returncode == 2 and "--force" in one_line_error(refused)
+    assert server.get("/api/agents/busy")["state"] == "running"
+    forced = cli("delete", "busy", "--force", "--grace", "1", server=server)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.endswith("busy: deleted, with its history\n")
+    assert server.request("GET", "/api/agents/busy").status == 404
+    assert not alive(busy["pid"])
+
+
 def test_send_answers_a_prompt(server: Server) -> None:
     """``send NAME TEXT`` types the text and Enter into the agent, which reads it."""
     server.create(name="asker", command=[sys.executable, DEMO, "--speed", "0", "--prompt-timeout", "30"])
@@ -497,7 +534,8 @@ def test_serve_refuses_an_open_address_without_token(tmp_path: Path) -> None:
 
 def test_help_of_every_command() -> None:
     """``--help`` works for the program and for each command, with status 0."""
-    for args in [(), ("serve",), ("run",), ("tail",), ("stop",), ("send",), ("list",), ("stats",)]:
+    for args in [(), ("serve",), ("run",), ("tail",), ("stop",), ("restart",), ("rm",), ("send",), ("list",),
+                 ("stats",)]:
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "usage:" in result.stdout
