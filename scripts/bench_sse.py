@@ -11,12 +11,14 @@ and, with ``--json``, to a file.
 
 ``--reference`` also runs each fixed-rate scenario against ``reference_sse_server.py``, the
 simplest fan-out there is (an in-process timer and one send per client), alternating with ours,
-so that the two are measured on the same machine in the same minutes. ``--repeat N`` runs each
-N times and ends with the median.
+so that the two are measured on the same machine in the same minutes; ``--reference pty`` runs
+it with the tick agent's lines read from a PTY instead (the floor for relaying a real agent),
+``--reference both`` runs the two. ``--repeat N`` runs each N times and ends with the median.
 
     scripts/bench_sse.py                       # every scenario
     scripts/bench_sse.py fanout-1000 --duration 20
     scripts/bench_sse.py fanout-1000 --repeat 5 --reference
+    scripts/bench_sse.py fanout-1000 --repeat 5 --reference both
     scripts/bench_sse.py --sseload /path/to/sseload
 
 Loopback only; every run is bounded in time and stops by itself.
@@ -157,17 +159,24 @@ def _start_ours(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict
     return server, f"{server.url}/api/agents/ticker/stream", {"Last-Event-ID": str(last_id)}
 
 
-def _start_reference(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict[str, str]]:
+def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[ServerProcess, str, dict[str, str]]:
     server = ServerProcess(
         [sys.executable, str(ROOT / "scripts" / "reference_sse_server.py"), "--rate", str(scenario.rate),
-         "--size", str(scenario.size)],
+         "--size", str(scenario.size), *(["--pty"] if pty else [])],
         tmp / "server.log",
     )
     return server, f"{server.url}/stream", {}
 
 
+STARTERS = {
+    "ours": _start_ours,
+    "reference": _start_reference,
+    "reference-pty": lambda scenario, tmp: _start_reference(scenario, tmp, pty=True),
+}
+
+
 def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours") -> dict[str, Any]:
-    start = _start_reference if target == "reference" else _start_ours
+    start = STARTERS[target]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         server, stream_url, headers = start(scenario, Path(tmp))
         try:
@@ -236,8 +245,9 @@ def main() -> int:
     parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], help="default: all")
     parser.add_argument("--duration", type=float, default=15.0, help="measurement window, seconds")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario (and of the reference)")
-    parser.add_argument("--reference", action="store_true",
-                        help="also run fixed-rate scenarios against scripts/reference_sse_server.py")
+    parser.add_argument("--reference", nargs="?", const="timer", choices=["timer", "pty", "both"],
+                        help="also run fixed-rate scenarios against scripts/reference_sse_server.py, its "
+                             "events from a timer (the default), from the tick agent under a PTY, or both")
     parser.add_argument("--sseload", default=os.environ.get("SSELOAD", str(DEFAULT_SSELOAD)))
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()
@@ -251,7 +261,10 @@ def main() -> int:
         scenario = SCENARIOS[name]
         targets = ["ours"]
         if args.reference and scenario.rate and not scenario.slow:
-            targets.append("reference")
+            if args.reference in ("timer", "both"):
+                targets.append("reference")
+            if args.reference in ("pty", "both"):
+                targets.append("reference-pty")
         for _ in range(args.repeat):
             for target in targets:  # alternating, so that both meet the same minutes of the host
                 result = run(scenario, args.sseload, args.duration, target)

@@ -28,17 +28,17 @@ def test_bench_runs_ours_and_the_reference(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_sse.py"), "fanout-10", "--duration", "1.5", "--repeat", "2",
-         "--reference",
+         "--reference", "both",
          "--json", str(out), "--sseload", str(SSELOAD)],
         capture_output=True, text=True, timeout=110,
     )
     assert run.returncode == 0, run.stderr
     results = json.loads(out.read_text())["results"]
-    assert [r["target"] for r in results] == ["ours", "reference"] * 2, "alternating"
+    assert [r["target"] for r in results] == ["ours", "reference", "reference-pty"] * 2, "alternating"
     for result in results:
         assert result["connected"] == 10 and result["loss_pct"] == 0 and result["missing"] == 0
         assert result["events_per_s_per_client"] > 50, result["sseload"]
         assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"]
         assert 0 <= result["host_steal_pct"] <= 100 and result["server_cpu_pct"] > 0
-    for target in ("ours", "reference"):
+    for target in ("ours", "reference", "reference-pty"):
         assert f"fanout-10 [{target}] median of 2: p50=" in run.stdout, run.stdout
