@@ -695,8 +695,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if agent.get("state") in ACTIVE_STATES:
         if not args.force:
             raise UsageError(f"{args.name} is {agent.get('state')}: stop it first, or use --force")
-        stop = argparse.Namespace(**{**vars(args), "grace": args.grace, "no_wait": False})
-        cmd_stop(stop)
+        cmd_stop(argparse.Namespace(**{**vars(args), "no_wait": False}))
     client.delete(args.name)
     print(f"{args.name}: deleted, with its history")
     return EXIT_OK
