@@ -369,8 +369,8 @@ class SSEManager:
                     short.append((sock, written, None))
             whole = len(fast) - len(short)
             for sock, written, error in short:
+                # Both ways out take the client from the fast path, counted up to this batch.
                 client = fast[sock]
-                self._leave_fast(client)  # counted up to, not including, this batch
                 if error is not None:
                     self._close(client, f"write failed: {error.strerror or error}")
                 else:
