@@ -1,0 +1,1 @@
+"""Test support that is more than a helper function: stand-ins for what a test cannot reach."""
