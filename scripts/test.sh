@@ -6,14 +6,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh test
 
-# Debian's Chromium for the browser tests (never a browser downloaded by a test tool).
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+# Debian packages the tests use: Chromium for the browser tests (never a browser downloaded by a
+# test tool), tmux as the oracle of what a terminal shows.
+packages=()
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || packages+=(chromium chromium-driver)
+command -v tmux >/dev/null || packages+=(tmux)
+if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing chromium and chromium-driver with apt-get ..." >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    echo "setup: installing ${packages[*]} with apt-get ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   else
-    echo "setup: /usr/bin/chromium is missing: run 'sudo apt-get install chromium chromium-driver'" \
-         "for the browser tests (they are skipped without it, and fail under CI=true)" >&2
+    echo "setup: missing ${packages[*]}: run 'sudo apt-get install ${packages[*]}'" \
+         "(the tests that need them are skipped without them, and fail under CI=true)" >&2
   fi
 fi
 
