@@ -14,7 +14,12 @@ bp = Blueprint("monitor", __name__)
 @bp.get("/api/sse/stats")
 def stats() -> dict[str, Any]:
     ext = current()
-    return ext.streams.stats(agent.name for agent in ext.registry.list())
+    agents = ext.registry.list()
+    stats = ext.streams.stats(agent.name for agent in agents)
+    # Extractions the per-line caps cut, over every agent's current run (each agent's own
+    # count is its "extractions_cut").
+    stats["extractions_cut"] = sum(agent.extractions_cut for agent in agents)
+    return stats
 
 
 @bp.get("/healthz")

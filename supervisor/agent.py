@@ -66,6 +66,9 @@ class Agent:
         self.reason = ""
         self.lines = 0
         self.extractions = 0
+        # Extractors whose matches on a line the caps cut (max_matches_per_line and
+        # max_extractions_per_line), this run: amplification is bounded, and said so.
+        self.extractions_cut = 0
         self._process: AgentProcess | None = None
         self._splitter: LineSplitter | None = None
         self._echo: EchoTracker | None = None
@@ -161,7 +164,7 @@ class Agent:
         self._stop_requested = self._restart_requested = False
         self.pid = self.exit_code = self.signal = None
         self.started_at, self.ended_at = time.time(), None
-        self.lines = self.extractions = 0
+        self.lines = self.extractions = self.extractions_cut = 0
         self._shown_partial = None
         self._awaiting = []
         spec = self.spec
@@ -276,7 +279,11 @@ class Agent:
                 self._emit_extraction(found, line_num, text.strip(), value_line=line.line_num)
         if not text or not len(self.extractors):
             return
-        for found in self.extractors.scan(text):
+        scan = self.extractors.scan_capped(
+            text, self.config.max_matches_per_line, self.config.max_extractions_per_line
+        )
+        self.extractions_cut += scan.cut
+        for found in scan.found:
             if found.value:
                 self._emit_extraction(found, line.line_num, found.value)
             else:
@@ -442,6 +449,7 @@ class Agent:
             "duration_s": self.duration_s,
             "lines": self.lines,
             "extractions": self.extractions,
+            "extractions_cut": self.extractions_cut,
             "restarts": self.restarts,
             "restart": self.spec.restart.mode,
             "cols": self._process.cols if self._process else self.spec.cols,
@@ -467,6 +475,7 @@ class Agent:
             "reason": self.reason,
             "lines": self.lines,
             "extractions": self.extractions,
+            "extractions_cut": self.extractions_cut,
             "created_at": self.created_at,
         }
         directory.mkdir(parents=True, exist_ok=True)
@@ -502,6 +511,7 @@ class Agent:
         agent.reason = record.get("reason") or ""
         agent.lines = int(record.get("lines") or 0)
         agent.extractions = int(record.get("extractions") or 0)
+        agent.extractions_cut = int(record.get("extractions_cut") or 0)
         agent.created_at = record.get("created_at") or time.time()
         state = record.get("state")
         agent.state = AgentState(state) if state else None

@@ -27,9 +27,12 @@ from .exceptions import InvalidExtractor
 MAX_PATTERN_LENGTH = 4096
 #: Most extractors in one set: each one the prefilter reports costs a full regex run.
 MAX_EXTRACTORS = 100
-#: Most matches one extractor reports on one line (a pattern that matches everywhere, such as
-#: ``\w``, would otherwise turn a 64 KiB line into 64 Ki events).
-MAX_MATCHES_PER_LINE = 20
+#: Most matches one extractor reports on one line, by default (a pattern that matches
+#: everywhere, such as ``\w``, would otherwise turn a 64 KiB line into 64 Ki events).
+MAX_MATCHES_PER_LINE = 8
+#: Most extractions one line yields from all extractors together, by default: 100 extractors
+#: of 8 matches would otherwise still make 800 events of every line.
+MAX_EXTRACTIONS_PER_LINE = 32
 
 _KEYS = frozenset({"name", "pattern", "flags"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -55,6 +58,16 @@ class Extraction:
     value: str
     #: Every named group; ``None`` for one that did not take part in the match.
     groups: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What :meth:`ExtractorSet.scan_capped` found on one line, and what the caps cut."""
+
+    found: list[Extraction]
+    #: How many extractors had a match on the line that was not reported because of a cap
+    #: (each extractor counts once per line, however many of its matches were cut).
+    cut: int
 
 
 class _Extractor:
@@ -84,13 +97,22 @@ class ExtractorSet:
         self._prefilter = _build_prefilter(extractors)
 
     def scan(self, text: str) -> list[Extraction]:
-        """Every match of every extractor on one line, in extractor order, then match order.
+        """Every match of every extractor on one line, in extractor order, then match order,
+        within the default caps (see :meth:`scan_capped`)."""
+        return self.scan_capped(text).found
 
-        An extractor reports at most :data:`MAX_MATCHES_PER_LINE` matches per line; empty
-        matches are skipped. Never raises on any ``str``, lone surrogates included.
+    def scan_capped(self, text: str, per_extractor: int = MAX_MATCHES_PER_LINE,
+                    per_line: int = MAX_EXTRACTIONS_PER_LINE) -> Scan:
+        """The matches on one line: at most ``per_extractor`` of each extractor and
+        ``per_line`` in all, in extractor order, then match order; empty matches are skipped.
+
+        The work is bounded too, not only the output: an extractor is asked for at most
+        ``per_extractor + 1`` matches (empty ones included), and once the line's cap is
+        reached each remaining extractor only for its first. Never raises on any ``str``,
+        lone surrogates included.
         """
         if not self._extractors:
-            return []
+            return Scan([], 0)
         # Encoded once and reused: the wrapper would encode a str again on every call.
         data = text.encode("utf-8", "surrogatepass")
         if self._prefilter is None:
@@ -98,19 +120,25 @@ class ExtractorSet:
         else:
             found = self._prefilter.Match(data)
             if not found:
-                return []
+                return Scan([], 0)
             hits = sorted(found)
         found_all: list[Extraction] = []
+        cut = 0
         for index in hits:
             extractor = self._extractors[index]
-            for spans in itertools.islice(_find_spans(extractor, data), MAX_MATCHES_PER_LINE):
-                start, end = spans[0]
-                if start == end:
-                    continue
+            room = min(per_extractor, per_line - len(found_all))
+            if room <= 0:
+                # The line's cap is reached: only find out whether this one had anything.
+                cut += any(True for _ in _matches(extractor, data, per_extractor + 1))
+                continue
+            for taken, spans in enumerate(_matches(extractor, data, per_extractor + 1)):
+                if taken == room:
+                    cut += 1
+                    break
                 groups = {name: _group(data, spans[at]) for name, at in extractor.named_groups}
                 value = _group(data, spans[extractor.value_group]) or ""
                 found_all.append(Extraction(extractor.name, value, groups))
-        return found_all
+        return Scan(found_all, cut)
 
     def specs(self) -> list[dict[str, str]]:
         """``[{"name", "pattern", "flags"}]``, flags as canonical letters (``""`` for none)."""
@@ -313,6 +341,14 @@ def _find_spans(extractor: _Extractor, data: bytes) -> Iterator[list[tuple[int, 
             position += 1
         else:
             position = spans[0][1]
+
+
+def _matches(extractor: _Extractor, data: bytes, attempts: int) -> Iterator[list[tuple[int, int]]]:
+    """The non-empty matches among the first ``attempts`` matches of ``extractor``."""
+    for spans in itertools.islice(_find_spans(extractor, data), attempts):
+        start, end = spans[0]
+        if start != end:
+            yield spans
 
 
 def _group(data: bytes, span: tuple[int, int]) -> str | None:

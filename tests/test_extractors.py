@@ -81,6 +81,31 @@ def test_matches_per_line_are_capped() -> None:
     assert len(found) == extractors.MAX_MATCHES_PER_LINE
 
 
+def test_line_cap_counts_every_extractor_it_cut() -> None:
+    """89 extractors matching everywhere yield at most the line's cap, and the cut counts each
+    extractor whose matches were dropped: the first four hit their own cap, the rest the line's."""
+    specs = [{"name": f"q{i}", "pattern": "(?P<value>q?)."} for i in range(89)]
+    scan = extractors.compile_extractors(specs).scan_capped("x" * 20, 8, 32)
+    assert len(scan.found) == 32
+    assert [e.name for e in scan.found] == [f"q{i}" for i in range(4) for _ in range(8)]
+    assert scan.cut == 89
+
+
+def test_caps_cut_nothing_below_them() -> None:
+    """A line with fewer matches than the caps loses nothing and counts no cut."""
+    scan = one("a", "a").scan_capped("aaa", 8, 32)
+    assert (len(scan.found), scan.cut) == (3, 0)
+    scan = one("a", "a").scan_capped("a" * 9, 8, 32)
+    assert (len(scan.found), scan.cut) == (8, 1)
+
+
+def test_an_extractor_of_only_empty_matches_is_not_counted_as_cut() -> None:
+    """Past the line's cap, an extractor whose only matches are empty is not a cut."""
+    specs = [{"name": "a", "pattern": "a"}, {"name": "e", "pattern": "z*"}]
+    scan = extractors.compile_extractors(specs).scan_capped("aa", 8, 2)
+    assert (len(scan.found), scan.cut) == (2, 0)
+
+
 def test_empty_matches_are_skipped() -> None:
     """A match of zero length is not an extraction."""
     assert pairs(one("digits", r"\d*").scan("ab 12 c")) == [("digits", "12")]
