@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .exceptions import ConfigError, InvalidExtractor, UnknownProfile
-from .extractors import compile_extractors
+from .extractors import MAX_EXTRACTIONS_PER_LINE, MAX_MATCHES_PER_LINE, compile_extractors
 from .profiles import GENERIC, builtin_profiles
 
 ENV_PREFIX = "AGENT_SUPERVISOR_"
@@ -32,6 +32,8 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ORIGIN = re.compile(r"\*|https?://[^/\s?#]+")
+# A Host header name: "*" (any), ".example.com" (it and its subdomains), a name, an IPv6 literal.
+_HOST_NAME = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[?[0-9A-Fa-f:.]+\]?")
 _PROFILE_KEYS = frozenset({"command", "extractors", "env", "description"})
 
 
@@ -76,7 +78,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8151
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
-    token: str | None = None
+    token: str | None = None  # None: ``serve`` generates one (unless no_token)
+    no_token: bool = False  # authentication off on purpose; loopback only
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones
     queue_size: int = 100  # events per SSE client queue
     queue_bytes: int = 1 << 20  # bytes per SSE client queue
     keepalive_s: float = 15.0
@@ -91,8 +95,10 @@ class Config:
     max_clients_per_agent: int = 5000
     max_agents: int = 1000
     max_body_bytes: int = 1 << 20
+    request_timeout_s: float = 10.0  # a request head or body that stalls this long is dropped
+    max_matches_per_line: int = MAX_MATCHES_PER_LINE  # per extractor, on one line
+    max_extractions_per_line: int = MAX_EXTRACTIONS_PER_LINE  # all extractors, on one line
     cors_origins: tuple[str, ...] = ()
-    insecure: bool = False
     default_extractors: tuple[dict[str, str], ...] = field(
         default_factory=lambda: tuple(dict(spec) for spec in GENERIC)
     )
@@ -115,8 +121,8 @@ class Config:
                 shown["token_set"] = value is not None
             elif item.name == "data_dir":
                 shown["data_dir"] = str(value)
-            elif item.name == "cors_origins":
-                shown["cors_origins"] = list(value)
+            elif item.name in ("cors_origins", "allowed_hosts"):
+                shown[item.name] = list(value)
             elif item.name == "default_extractors":
                 shown["default_extractors"] = [dict(spec) for spec in value]
             elif item.name == "profiles":
@@ -137,11 +143,13 @@ class Config:
 
 # Each field's kind, which says how its value is read from TOML, from text and checked.
 _KINDS: dict[str, str] = {
-    "host": "host", "port": "int", "data_dir": "path", "token": "token",
+    "host": "host", "port": "int", "data_dir": "path", "token": "token", "no_token": "bool",
+    "allowed_hosts": "hosts", "request_timeout_s": "float", "max_matches_per_line": "int",
+    "max_extractions_per_line": "int",
     "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
     "history_size": "int", "history_max_events": "int", "history_memory_bytes": "int", "max_line_length": "int", "partial_line_s": "float",
     "stop_grace_s": "float", "max_clients": "int", "max_clients_per_agent": "int",
-    "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins", "insecure": "bool",
+    "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins",
     "default_extractors": "extractors", "profiles": "profiles",
 }
 # (lowest, highest) allowed; ints and floats not listed here must be positive.
@@ -174,6 +182,11 @@ def load_config(
     profile_layers: list[tuple[str, dict[str, dict[str, Any]]]] = []
 
     def apply(key: str, raw: object, source: str, base: Path | None) -> None:
+        if key == "insecure":
+            raise ConfigError(
+                f"the setting 'insecure' is gone ({source}): a server on any address now has a"
+                " token (generated when none is set); no_token turns it off, on loopback only"
+            )
         if key not in _KINDS:
             known = ", ".join(sorted(_KINDS))
             raise ConfigError(f"unknown setting {key!r} ({source}); known settings: {known}")
@@ -261,6 +274,8 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
         return path if path.is_absolute() else (base or Path.cwd()) / path
     if kind == "origins":
         return _origins(key, raw, source)
+    if kind == "hosts":
+        return _hosts(key, raw, source)
     # Structured settings come as TOML tables or, from text, as JSON.
     if isinstance(raw, str):
         try:
@@ -311,6 +326,21 @@ def _origins(key: str, raw: object, source: str) -> tuple[str, ...]:
             raise _bad(key, "each origin must be * or scheme://host[:port] with no path", item,
                        source)
     return tuple(str(item) for item in items)
+
+
+def _hosts(key: str, raw: object, source: str) -> tuple[str, ...]:
+    """Host names without a port: ``name``, ``.suffix`` (it and its subdomains) or ``*``."""
+    if isinstance(raw, str):
+        items: list[object] = [part.strip() for part in raw.split(",") if part.strip()]
+    elif isinstance(raw, (list, tuple)):
+        items = list(raw)
+    else:
+        raise _bad(key, "must be a list of host names", raw, source)
+    for item in items:
+        if not isinstance(item, str) or not _HOST_NAME.fullmatch(item):
+            raise _bad(key, "each host must be a name, .suffix, an address or * (no port)",
+                       item, source)
+    return tuple(str(item).lower().strip("[]") for item in items)
 
 
 def _extractors(key: str, raw: object, source: str) -> list[dict[str, str]]:

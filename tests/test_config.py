@@ -27,8 +27,10 @@ def names(specs: object) -> list[str]:
 def test_defaults(tmp_path: Path) -> None:
     """With no file, no variables and no overrides, load_config gives the documented defaults."""
     config = load_config(environ={"HOME": str(tmp_path)})
-    assert (config.host, config.port, config.token, config.insecure) == (
-        "127.0.0.1", 8151, None, False)
+    assert (config.host, config.port, config.token, config.no_token, config.allowed_hosts) == (
+        "127.0.0.1", 8151, None, False, ())
+    assert (config.max_matches_per_line, config.max_extractions_per_line, config.request_timeout_s) == (
+        8, 32, 10.0)
     assert (config.queue_size, config.queue_bytes, config.history_size) == (100, 1 << 20, 10000)
     assert (config.keepalive_s, config.retry_ms, config.partial_line_s) == (15.0, 3000, 0.25)
     assert (config.max_line_length, config.stop_grace_s) == (65536, 5.0)
@@ -87,7 +89,11 @@ def test_every_field_from_the_environment(tmp_path: Path) -> None:
         "AGENT_SUPERVISOR_MAX_AGENTS": "9",
         "AGENT_SUPERVISOR_MAX_BODY_BYTES": "100",
         "AGENT_SUPERVISOR_CORS_ORIGINS": "https://a.example, http://localhost:3000,,",
-        "AGENT_SUPERVISOR_INSECURE": "yes",
+        "AGENT_SUPERVISOR_NO_TOKEN": "yes",
+        "AGENT_SUPERVISOR_ALLOWED_HOSTS": "agents.example, .internal.example",
+        "AGENT_SUPERVISOR_REQUEST_TIMEOUT_S": "2.5",
+        "AGENT_SUPERVISOR_MAX_MATCHES_PER_LINE": "3",
+        "AGENT_SUPERVISOR_MAX_EXTRACTIONS_PER_LINE": "4",
         "AGENT_SUPERVISOR_DEFAULT_EXTRACTORS": json.dumps(extractor),
         "AGENT_SUPERVISOR_PROFILES": json.dumps({"py": {"command": ["python3", "-u"]}}),
     }
@@ -97,7 +103,9 @@ def test_every_field_from_the_environment(tmp_path: Path) -> None:
         queue_bytes=4096, keepalive_s=0.5, retry_ms=0, history_size=7, max_line_length=80,
         partial_line_s=0.0, stop_grace_s=1.0, max_clients=3, max_clients_per_agent=2,
         max_agents=9, max_body_bytes=100,
-        cors_origins=("https://a.example", "http://localhost:3000"), insecure=True,
+        cors_origins=("https://a.example", "http://localhost:3000"), no_token=True,
+        allowed_hosts=("agents.example", ".internal.example"), request_timeout_s=2.5,
+        max_matches_per_line=3, max_extractions_per_line=4,
         default_extractors=({"name": "boom", "pattern": "boom", "flags": "i"},),
         profiles=config.profiles,
     )
@@ -114,9 +122,9 @@ def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
 
 def test_overrides_accept_text_like_flags() -> None:
     """Overrides may be typed values or the strings a command line gives."""
-    config = load_config(environ={}, port="9000", insecure="true", cors_origins="*",
+    config = load_config(environ={}, port="9000", no_token="true", cors_origins="*",
                          keepalive_s=2)
-    assert (config.port, config.insecure, config.cors_origins, config.keepalive_s) == (
+    assert (config.port, config.no_token, config.cors_origins, config.keepalive_s) == (
         9000, True, ("*",), 2.0)
 
 
@@ -127,13 +135,14 @@ def test_file_values_of_every_kind(tmp_path: Path) -> None:
         data_dir = "state"
         keepalive_s = 3
         cors_origins = ["https://a.example"]
-        insecure = true
+        no_token = true
+        allowed_hosts = ["[fd00::1]", "*"]
         default_extractors = [{ name = "todo", pattern = "TODO: (.*)" }]
     """)
     config = load_config(path, environ={})
     assert config.data_dir == tmp_path / "state"
-    assert (config.keepalive_s, config.cors_origins, config.insecure) == (
-        3.0, ("https://a.example",), True)
+    assert (config.keepalive_s, config.cors_origins, config.no_token, config.allowed_hosts) == (
+        3.0, ("https://a.example",), True, ("fd00::1", "*"))
     assert config.default_extractors == ({"name": "todo", "pattern": "TODO: (.*)", "flags": ""},)
 
 
@@ -185,6 +194,12 @@ def test_unknown_override() -> None:
         load_config(environ={}, colour="blue")
 
 
+def test_the_insecure_setting_is_gone_with_a_reason() -> None:
+    """The old ``insecure`` setting is refused with what replaced it, not as a mere unknown key."""
+    with pytest.raises(ConfigError, match="no_token"):
+        load_config(None, {}, insecure=True)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "why"),
     [
@@ -208,8 +223,14 @@ def test_unknown_override() -> None:
         ("keepalive_s", "soon", "must be a number"),
         ("partial_line_s", -0.1, "must be 0 or more"),
         ("stop_grace_s", -1, "must be 0 or more"),
-        ("insecure", "maybe", "must be true or false"),
-        ("insecure", 1, "must be true or false"),
+        ("no_token", "maybe", "must be true or false"),
+        ("no_token", 1, "must be true or false"),
+        ("allowed_hosts", ["evil.example:80"], "each host must be"),
+        ("allowed_hosts", ["a b"], "each host must be"),
+        ("allowed_hosts", 3, "must be a list of host names"),
+        ("max_matches_per_line", 0, "must be more than 0"),
+        ("max_extractions_per_line", -1, "must be more than 0"),
+        ("request_timeout_s", 0, "must be more than 0"),
         ("host", "", "must be a host name"),
         ("host", "a b", "must be a host name"),
         ("host", 5, "must be a host name"),
