@@ -19,12 +19,13 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from supervisor.config import Config, is_loopback
+from supervisor import runtime
+from supervisor.config import Config
 from supervisor.exceptions import ConfigError
 
 from . import create_app
 from .ext import EXTENSION, Supervisor
-from .handler import StreamingHandler
+from .handler import handler_for
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,15 @@ def demo_agent() -> dict[str, object]:
 
 
 def run_server(config: Config, ready: Callable[[str], None] | None = None, demo: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM. ``ready(url)`` is called once the socket listens; ``demo``
-    starts the demo agent (replacing an earlier one of that name).
+    """Serve until SIGINT/SIGTERM. ``ready(url)`` is called once the socket listens and the
+    runtime file is written; ``demo`` starts the demo agent (replacing an earlier one of that
+    name).
 
-    Raises :class:`ConfigError` for a non-loopback address without a token (unless
-    ``config.insecure``) and for a port that is taken.
+    Secure by default: a config without a token gets a generated one (pass it through
+    :func:`supervisor.runtime.with_token` first to know it). Raises :class:`ConfigError` for
+    ``no_token`` on a non-loopback address and for a port that is taken.
     """
-    if not is_loopback(config.host) and not config.token and not config.insecure:
-        raise ConfigError(
-            f"refusing to listen on {config.host} without a token: anyone on the network could run"
-            " commands. Set --token (or AGENT_SUPERVISOR_TOKEN), or pass --insecure if you mean it"
-        )
+    config, _ = runtime.with_token(config)
     raise_fd_limit()
     listener = bind(config.host, config.port)
     app = create_app(config)
@@ -92,7 +91,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     server = WSGIServer(
         listener,
         app,
-        handler_class=StreamingHandler,
+        handler_class=handler_for(config.request_timeout_s),
         log=logging.getLogger("api.access"),
         error_log=logging.getLogger("api.server"),
     )
@@ -103,6 +102,16 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     host, port = listener.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     log.info("serving on %s (data in %s)", url, config.data_dir)
+    if config.no_token:
+        log.warning("authentication is off (--no-token): any user or program on this machine can"
+                    " run commands as you through %s", url)
+    try:
+        runtime.write_runtime_file(config.data_dir, url, config.token)
+    except OSError as exc:
+        server.close()
+        ext.registry.shutdown()
+        ext.streams.close()
+        raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
     if demo:
         if "demo" in ext.registry and ext.registry.get("demo").active:
             ext.registry.stop("demo", wait=True)
@@ -119,6 +128,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
         log.info("shutting down: stopping agents")
     finally:
         server.close()  # stop accepting
+        runtime.remove_runtime_file(config.data_dir)
         ext.registry.shutdown()
         ext.streams.close()
         server.stop(timeout=2)

@@ -23,18 +23,19 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 from urllib.parse import quote
 
+from . import runtime
 from .client import (
     DEFAULT_URL,
     ApiError,
     Client,
     Follower,
+    ServerUnreachable,
     SSEEvent,
     StreamTimeout,
 )
+from .runtime import TOKEN_ENV, URL_ENV
 
 PROG = "agent-supervisor"
-URL_ENV = "AGENT_SUPERVISOR_URL"
-TOKEN_ENV = "AGENT_SUPERVISOR_TOKEN"
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: ``run`` of a command the server cannot find exits like a shell does.
@@ -319,10 +320,17 @@ def _json_or(text: str, default: Any) -> Any:
 # --------------------------------------------------------------------------- helpers
 
 
+def _connection(args: argparse.Namespace) -> runtime.Connection:
+    """The server and token: flags, then the environment, then the data dir's server.json."""
+    connection = runtime.resolve(getattr(args, "url", None), getattr(args, "token", None),
+                                 getattr(args, "data_dir", None))
+    args.connection = connection  # for the error message if it cannot be reached
+    return connection
+
+
 def _client(args: argparse.Namespace) -> Client:
-    url = getattr(args, "url", None) or os.environ.get(URL_ENV) or DEFAULT_URL
-    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
-    return Client(url, token)
+    connection = _connection(args)
+    return Client(connection.url, connection.token)
 
 
 def _agent_path(name: str) -> str:
@@ -436,16 +444,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.token and args.no_token:
+        raise UsageError("--token and --no-token contradict each other")
     config = load_config(
         args.config, host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
-        insecure=True if args.insecure else None,
+        no_token=True if args.no_token else None,
     )
+    config, generated = runtime.with_token(config)
     from api.server import run_server  # the server's dependencies load only for `serve`
 
     def ready(url: str) -> None:
         print(f"{PROG}: serving on {url}", flush=True)
+        # The token is printed this once, for a person to click; it is never logged.
+        if generated:
+            print(f"{PROG}: open the dashboard at {runtime.dashboard_url(url, config.token)}\n"
+                  f"{PROG}: on this machine `{PROG} list` and friends find the server and its token"
+                  f" in {runtime.runtime_path(config.data_dir)}; `{PROG} token` prints it",
+                  flush=True)
+        else:
+            how = " with the token you configured" if config.token else ""
+            print(f"{PROG}: open the dashboard at {url}/{how}", flush=True)
 
     run_server(config, ready=ready, demo=args.demo)
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the token of the server (for curl), or with --link the dashboard's address."""
+    connection = _connection(args)
+    if connection.token is None:
+        if connection.runtime is not None and connection.runtime.token is None:
+            raise ApiError(f"the server at {connection.url} runs without a token (--no-token)")
+        data_dir = getattr(args, "data_dir", None)
+        where = f"{data_dir}/{runtime.RUNTIME_FILE}" if data_dir else f"the data dir's {runtime.RUNTIME_FILE}"
+        raise ApiError(f"no token for {connection.url}: not in --token, ${TOKEN_ENV} or {where}"
+                       f" (is `{PROG} serve` running{' with that data dir' if data_dir else ''}?)")
+    print(runtime.dashboard_url(connection.url, connection.token) if args.link else connection.token)
     return EXIT_OK
 
 
@@ -814,9 +848,13 @@ def build_parser() -> argparse.ArgumentParser:
     # before the command from being reset by the sub-parser's default.
     connection = _Parser(add_help=False)
     connection.add_argument("--url", default=argparse.SUPPRESS, metavar="URL",
-                            help=f"server URL (default ${URL_ENV} or {DEFAULT_URL})")
+                            help=f"server URL (default ${URL_ENV}, else the data dir's "
+                                 f"{runtime.RUNTIME_FILE}, else {DEFAULT_URL})")
     connection.add_argument("--token", default=argparse.SUPPRESS,
-                            help=f"API token (default ${TOKEN_ENV})")
+                            help=f"API token (default ${TOKEN_ENV}, else the data dir's "
+                                 f"{runtime.RUNTIME_FILE} when it names the same URL)")
+    connection.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                            help="the data dir of the server to find (default: the configured one)")
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true",
                         help="one event per line as JSON (the API's envelope)")
@@ -836,9 +874,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8151; 0 picks a free one)")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
     serve.add_argument("--data-dir", metavar="DIR", help="where history and agents are kept")
-    serve.add_argument("--token", help="require this token on every API call")
-    serve.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback --host without a token")
+    serve.add_argument("--token", help="require this token on every API call (default: a new "
+                                       "random one, printed once and kept in the data dir's "
+                                       f"{runtime.RUNTIME_FILE})")
+    serve.add_argument("--no-token", action="store_true",
+                       help="no authentication at all: any local user can run commands "
+                            "(loopback addresses only)")
     serve.add_argument("--demo", action="store_true",
                        help="also run the demo agent (scripts/demo_agent.py), restarted when it ends")
     serve.add_argument("--log-level", default="info",
@@ -914,6 +955,14 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--json", action="store_true", help="the API's JSON")
     lister.set_defaults(func=cmd_list)
 
+    token = sub.add_parser("token", parents=[connection], help="print the server's token",
+                           description="Print the token of the server (flags, then "
+                                       f"${TOKEN_ENV}, then the data dir's {runtime.RUNTIME_FILE}),"
+                                       " for curl: -H \"Authorization: Bearer $(agent-supervisor token)\"")
+    token.add_argument("--link", action="store_true",
+                       help="print the dashboard's address with the token instead")
+    token.set_defaults(func=cmd_token)
+
     stats = sub.add_parser("stats", parents=[connection], help="stream statistics")
     stats.add_argument("--json", action="store_true", help="the API's JSON")
     stats.set_defaults(func=cmd_stats)
@@ -926,7 +975,7 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     index = 0
     while index < len(argv):
         token = argv[index]
-        if token in ("--url", "--token"):
+        if token in ("--url", "--token", "--data-dir"):
             index += 2
         elif token.startswith("-"):
             index += 1
@@ -958,7 +1007,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"{PROG} {args.cmd}: error: {exc}")
         return EXIT_USAGE
     except ApiError as exc:  # ServerUnreachable (no server) included
-        _error(f"{PROG}: {exc}")
+        connection = getattr(args, "connection", None)
+        where = connection.describe() if isinstance(exc, ServerUnreachable) and connection else ""
+        _error(f"{PROG}: {exc}" + (f" ({where})" if where else ""))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         sys.stderr.write("\n")

@@ -1,0 +1,214 @@
+"""How a running server is found: its token, and the runtime file ``server.json``.
+
+Jupyter Server's model: with no token configured, ``serve`` generates one (``secrets``, 32
+bytes) and writes ``{url, pid, token}`` to ``<data dir>/server.json``, readable by its owner
+only (mode 0600, like supervisord's control socket), replaced on every start and removed on a
+clean shutdown. Whoever can read that file can act as the user who started the server, and
+nobody else: the command line reads it, so ``agent-supervisor list`` just works.
+
+:func:`resolve` is the command line's search, most explicit first: flags, then
+``AGENT_SUPERVISOR_URL`` / ``AGENT_SUPERVISOR_TOKEN``, then the runtime file of the data dir
+(``--data-dir``, else the configured one). A token from the runtime file is used only for the
+URL written beside it, so it is never sent to another server.
+
+Stdlib only (the configuration is imported when a data dir must be found): the client side
+stays light.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .exceptions import ConfigError, SupervisorError
+
+if TYPE_CHECKING:
+    from .config import Config
+
+RUNTIME_FILE = "server.json"
+#: Random bytes in a generated token (43 URL-safe characters).
+TOKEN_BYTES = 32
+DEFAULT_URL = "http://127.0.0.1:8151"
+URL_ENV = "AGENT_SUPERVISOR_URL"
+TOKEN_ENV = "AGENT_SUPERVISOR_TOKEN"
+
+
+class RuntimeFileError(SupervisorError):
+    """``server.json`` exists but cannot be read or is damaged."""
+
+    code = "runtime_file_error"
+    status = 500
+
+
+def generate_token() -> str:
+    """A new random token, URL-safe (it goes in ``?token=`` as it is)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def with_token(config: Config) -> tuple[Config, bool]:
+    """``config`` with the token the server will require, and whether it was generated.
+
+    Raises :class:`ConfigError` for ``no_token`` on an address other machines can reach:
+    turning authentication off is accepted on loopback only.
+    """
+    from .config import is_loopback
+
+    if config.no_token:
+        if not is_loopback(config.host):
+            raise ConfigError(
+                f"refusing --no-token on {config.host}: without a token anyone who can reach it"
+                " could run commands. --no-token is for loopback addresses only"
+            )
+        return dataclasses.replace(config, token=None), False
+    if config.token:
+        return config, False
+    return dataclasses.replace(config, token=generate_token()), True
+
+
+def dashboard_url(url: str, token: str | None) -> str:
+    """The address a person opens: the dashboard, with the token for it to take and hide."""
+    return f"{url}/?token={token}" if token else f"{url}/"
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What ``server.json`` says about a running server."""
+
+    url: str
+    pid: int
+    token: str | None
+    path: Path
+
+
+def runtime_path(data_dir: Path) -> Path:
+    return Path(data_dir) / RUNTIME_FILE
+
+
+def write_runtime_file(data_dir: Path, url: str, token: str | None, pid: int | None = None) -> Path:
+    """Write ``server.json`` atomically, mode 0600 from its creation (never readable by others,
+    not even for an instant), replacing any earlier one. Raises ``OSError``."""
+    path = runtime_path(data_dir)
+    body = json.dumps({"url": url, "pid": os.getpid() if pid is None else pid, "token": token},
+                      indent=1).encode() + b"\n"
+    tmp = path.with_name(f".{RUNTIME_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover file of that name
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_runtime_file(data_dir: Path, pid: int | None = None) -> bool:
+    """Remove ``server.json`` if it is this process's (another server may have replaced it).
+    Returns whether it was removed; never raises."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        info = read_runtime_file(data_dir)
+        if info is None or info.pid != pid:
+            return False
+        info.path.unlink()
+        return True
+    except (OSError, RuntimeFileError):
+        return False
+
+
+def read_runtime_file(data_dir: Path) -> RuntimeInfo | None:
+    """The runtime file of ``data_dir``, or None if there is none. Raises
+    :class:`RuntimeFileError` for one that cannot be read or is damaged."""
+    path = runtime_path(data_dir)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RuntimeFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+        url, pid, token = data["url"], data["pid"], data.get("token")
+        if not (isinstance(url, str) and isinstance(pid, int) and (token is None or isinstance(token, str))):
+            raise TypeError("url must be a string, pid an integer, token a string or null")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeFileError(
+            f"{path} is damaged ({exc}); start the server again, or remove the file"
+        ) from None
+    return RuntimeInfo(url=url.rstrip("/"), pid=pid, token=token or None, path=path)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the command line sends its requests, and why: ``runtime`` is the runtime file it
+    read, if it read one."""
+
+    url: str
+    token: str | None
+    runtime: RuntimeInfo | None = None
+
+    def describe(self) -> str:
+        """Where the URL came from, for an error message."""
+        if self.runtime is not None and _same_origin(self.url, self.runtime.url):
+            alive = _pid_alive(self.runtime.pid)
+            return (f"from {self.runtime.path}" + ("" if alive else
+                    f"; its server (pid {self.runtime.pid}) is not running"))
+        return ""
+
+
+def resolve(url: str | None = None, token: str | None = None, data_dir: str | None = None,
+            environ: Mapping[str, str] | None = None) -> Connection:
+    """The server to talk to: each of URL and token from a flag, else the environment, else
+    the runtime file of the data dir; the URL defaults to :data:`DEFAULT_URL`.
+
+    Raises :class:`RuntimeFileError` for a damaged runtime file, and the configuration's
+    :class:`ConfigError` when the data dir must be looked up in a bad configuration.
+    """
+    environ = os.environ if environ is None else environ
+    url = url or environ.get(URL_ENV) or None
+    token = token or environ.get(TOKEN_ENV) or None
+    runtime = None
+    if url is None or token is None:
+        runtime = read_runtime_file(_data_dir(data_dir, environ))
+    if url is None:
+        url = runtime.url if runtime is not None else DEFAULT_URL
+    if token is None and runtime is not None and _same_origin(url, runtime.url):
+        token = runtime.token
+    return Connection(url, token, runtime)
+
+
+def _data_dir(flag: str | None, environ: Mapping[str, str]) -> Path:
+    """The data dir ``serve`` would use: the flag, else the configuration's (file, variable)."""
+    from .config import load_config
+
+    config = load_config(environ=environ, data_dir=flag)
+    return Path(config.data_dir)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    return _origin(a) == _origin(b)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: it exists
+    return True
