@@ -11,13 +11,16 @@ from flask import Flask
 from supervisor.config import Config, load_config
 from supervisor.registry import Registry
 
-from . import agents, auth, errors, monitor, pages, stream
+from . import agents, auth, errors, monitor, pages, security, stream
 from .ext import EXTENSION, Supervisor
 from .sse_manager import SSEManager
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:
-    """Build the application. ``registry`` defaults to one on ``config.data_dir``."""
+    """Build the application. ``registry`` defaults to one on ``config.data_dir``.
+
+    ``config.token`` is used as given: None means no authentication (an in-process test app);
+    :func:`api.server.run_server` generates one for a real server."""
     config = config if config is not None else load_config()
     registry = registry if registry is not None else Registry(config)
     app = Flask(__name__, static_folder=str(pages.STATIC_DIR), static_url_path="/static")
@@ -40,7 +43,7 @@ def create_app(config: Config | None = None, registry: Registry | None = None) -
     streams.start()
     app.extensions[EXTENSION] = Supervisor(config, registry, streams)
     errors.register(app)
-    auth.register(app, config.token, config.cors_origins)
-    for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp):
+    security.register(app, config, authenticate=auth.register(app, config.token, config.cors_origins))
+    for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp, auth.bp):
         app.register_blueprint(blueprint)
     return app

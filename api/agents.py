@@ -95,7 +95,8 @@ def _int_arg(key: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(key)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "１２".
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(400, "invalid_request", f"{key} must be an integer from {low} to {high}")
     return int(raw)
 

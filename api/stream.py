@@ -7,13 +7,14 @@ import re
 from flask import Blueprint, Response, request
 
 from .auth import cors_headers
+from .security import response_headers
 from .errors import ApiError
 from .ext import current
 from .handler import DETACH_KEY
 
 bp = Blueprint("stream", __name__, url_prefix="/api")
 
-_ID = re.compile(r"\d{1,18}")
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: \d would take "１２" as 12
 
 
 def _last_event_id() -> int | None:
@@ -37,14 +38,14 @@ def _stream(agent: str | None, last_id: int | None) -> Response:
     if detach is None:
         raise ApiError(500, "streams_unsupported", "streams need the server's own WSGI server (agent-supervisor serve)")
     plain = request.args.get("strip_ansi", "").lower() in ("1", "true", "yes")
-    headers = cors_headers(ext.config.cors_origins, request.headers.get("Origin"))
+    headers = [*response_headers(), *cors_headers(ext.config.cors_origins, request.headers.get("Origin")).items()]
     ext.streams.serve(
         detach(),
         agent=agent,
         last_id=last_id,
         remote_addr=request.remote_addr or "-",
         plain=plain,
-        extra_headers=headers.items(),
+        extra_headers=headers,
     )
     return Response(status=200)  # not sent: the connection is no longer pywsgi's
 

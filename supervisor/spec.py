@@ -178,7 +178,8 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     if not isinstance(user_extractors, list):
         raise InvalidRequest("extractors must be a list of {name, pattern, flags} objects")
     base = list(profile.extractors) if profile else list(config.default_extractors)
-    user_names = {e.get("name") for e in user_extractors if isinstance(e, Mapping)}
+    # Only string names can replace a base extractor; any other is refused by compile_extractors.
+    user_names = {e["name"] for e in user_extractors if isinstance(e, Mapping) and isinstance(e.get("name"), str)}
     merged = [e for e in base if e.get("name") not in user_names] + list(user_extractors)
     extractors = compile_extractors(merged)
     grace = body.get("stop_grace_s")

@@ -47,14 +47,21 @@ class Response:
 
 def http(url: str, method: str = "GET", path: str = "/", body: Any = None, headers: dict[str, str] | None = None,
          raw_body: bytes | None = None, timeout: float = 10.0) -> Response:
-    """One HTTP/1.1 request on a fresh connection (``Connection: close``)."""
+    """One HTTP/1.1 request on a fresh connection (``Connection: close``). A body, ``raw_body``
+    included, is sent as ``application/json`` unless ``headers`` name another Content-Type; a
+    header given as None is left out."""
     parts = urlsplit(url)
     data = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
+    given = {k.lower(): v for k, v in (headers or {}).items()}
     head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close",
             f"Content-Length: {len(data)}"]
-    if data and raw_body is None:
+    if data and "content-type" not in given:
         head.append("Content-Type: application/json")
-    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None and k.lower() != "host"]
+    if "host" in given:
+        head[1] = f"Host: {given['host']}"
+        if given["host"] is None:
+            del head[1]
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
         chunks = []
@@ -110,7 +117,7 @@ class SSEStream:
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname, parts.port))
         head = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None]
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         self.buffer = b""
         self.raw = bytearray()  # every body byte received, for frame-level assertions
@@ -228,7 +235,9 @@ class Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.log_path = self.data_dir.parent / f"server-{self.data_dir.name}.log"
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        # Unbuffered: a readline must not swallow the lines after it, or select() would not
+        # see them (the banner after "serving on" is read by some tests).
+        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, env=env, bufsize=0)
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
@@ -245,6 +254,9 @@ class Server:
             raise RuntimeError(f"server did not start: {line!r}\n{self.log_path.read_text()[-3000:]}")
         self.url = line.decode().split("serving on", 1)[1].strip()
         self.port = int(self.url.rsplit(":", 1)[1])
+        if self.token is None and "--no-token" not in self.args:
+            # A generated token: the runtime file has it (the user's own way to find it).
+            self.token = json.loads((self.data_dir / "server.json").read_text())["token"]
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
@@ -265,10 +277,17 @@ class Server:
         return code
 
     def auth(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """``headers`` plus the token, unless they carry an Authorization of their own (a
+        header given as None is not sent)."""
         h = dict(headers or {})
         if self.token:
             h.setdefault("Authorization", f"Bearer {self.token}")
         return h
+
+    @property
+    def dashboard(self) -> str:
+        """The address a person opens: the dashboard with ``?token=`` (as ``serve`` prints it)."""
+        return f"{self.url}/?token={self.token}" if self.token else f"{self.url}/"
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Response:
         return http(self.url, method, path, body, self.auth(headers), **kw)

@@ -116,29 +116,35 @@ def test_token_required_on_every_api_route(make_server: Callable[..., Server]) -
     assert "s3cret-token" not in log and "token=***" in log
 
 
-def test_auth_off_by_default_and_cors(make_server: Callable[..., Server], tmp_path: Any) -> None:
-    """Without a token the API is open on loopback; CORS answers only configured origins."""
+def test_cors_answers_only_configured_origins(make_server: Callable[..., Server], tmp_path: Any) -> None:
+    """A configured origin gets CORS headers and a preflight without the token; any other
+    origin is refused with 403 cross_origin, its preflight too."""
     config = tmp_path / "config.toml"
     config.write_text('cors_origins = ["http://allowed.example"]\n')
     server = make_server("--config", str(config))
     ok = server.request("GET", "/api/agents", headers={"Origin": "http://allowed.example"})
     assert ok.status == 200 and ok.headers["access-control-allow-origin"] == "http://allowed.example"
     other = server.request("GET", "/api/agents", headers={"Origin": "http://evil.example"})
-    assert other.status == 200 and "access-control-allow-origin" not in other.headers
+    assert other.status == 403 and error_of(other)["code"] == "cross_origin"
+    assert "access-control-allow-origin" not in other.headers
     preflight = server.request("OPTIONS", "/api/agents", headers={
-        "Origin": "http://allowed.example", "Access-Control-Request-Method": "POST"})
+        "Origin": "http://allowed.example", "Access-Control-Request-Method": "POST", "Authorization": None})
     assert preflight.status == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+    evil = server.request("OPTIONS", "/api/agents", headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST", "Authorization": None})
+    assert evil.status == 403 and "access-control-allow-origin" not in evil.headers
 
 
-def test_refuses_public_bind_without_token(tmp_path: Any) -> None:
-    """Binding to a non-loopback address without a token is refused with a clear message."""
+def test_no_token_is_refused_on_a_public_address(tmp_path: Any) -> None:
+    """``--no-token`` on a non-loopback address is refused with one clear line (it never binds)."""
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--host", "0.0.0.0", "--port", "0",
-                             "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+                             "--no-token", "--data-dir", str(tmp_path / "d")],
+                            capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
-    assert "token" in result.stderr and "Traceback" not in result.stderr
+    assert "--no-token" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_port_in_use_is_a_clear_error(server: Server, tmp_path: Any) -> None:

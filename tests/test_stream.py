@@ -174,7 +174,7 @@ def test_vanished_client_is_cleaned_up(server: Server) -> None:
     code = f"""
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", {server.port}))
-s.sendall(b"GET /api/agents/lonely/stream HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+s.sendall(b"GET /api/agents/lonely/stream?token={server.token} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
 s.recv(100)
 print("connected", flush=True)
 time.sleep(60)
@@ -330,9 +330,10 @@ def test_connect_disconnect_churn_leaks_no_fds(server: Server) -> None:
         with open(f"/proc/{server.process.pid}/status") as f:
             return int(next(line for line in f if line.startswith("Threads:")).split()[1])
     thread_baseline = threads()
+    request = f"GET /api/agents/churn/stream?token={server.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     for i in range(2000):
         sock = socket.create_connection(("127.0.0.1", server.port))
-        sock.sendall(b"GET /api/agents/churn/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(request)
         if i % 2:
             sock.recv(64)  # half of them leave after the first bytes, half at once
         sock.close()

@@ -1,0 +1,419 @@
+"""Secure by default, against a real server: the generated token and its runtime file, the
+session cookie, the Host, Origin and media-type checks, the security headers, and bad input
+that must get a JSON 4xx (never a 500, an empty page or a hang).
+
+Raw sockets where the bytes matter (a request line pywsgi refuses, a body that stops short).
+Each check that a request was refused also checks that it did nothing.
+"""
+from __future__ import annotations
+
+import html.parser
+import json
+import select
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, Response, Server, http, python_agent, wait_for
+
+
+def error_of(response: Response) -> dict[str, str]:
+    assert response.headers.get("content-type", "").startswith("application/json"), response.body[:200]
+    error: dict[str, str] = response.json()["error"]
+    assert set(error) == {"code", "message"} and error["message"]
+    return error
+
+
+def raw(server: Server, data: bytes, timeout: float = 10.0) -> tuple[bytes, float]:
+    """Send ``data`` as it is, read until the server closes; (answer, seconds it took)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks), time.monotonic() - started
+
+
+def parse(answer: bytes) -> Response:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return Response(int(lines[0].split()[1]), headers, body)
+
+
+def stdout_lines(server: Server, count: int, timeout: float = 10.0) -> list[str]:
+    """The next ``count`` lines the server printed after "serving on"."""
+    assert server.process is not None and server.process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(lines) < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([server.process.stdout], [], [], 0.1)
+        if ready:
+            lines.append(server.process.stdout.readline().decode().rstrip("\n"))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with a generated token for the read-only probes of this module; a short
+    request timeout so that stalled requests are given up quickly."""
+    base = tmp_path_factory.mktemp("security")
+    server = Server(base / "data", [], {"HOME": str(base), "AGENT_SUPERVISOR_REQUEST_TIMEOUT_S": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------ the token and server.json
+
+
+def test_generated_token_runtime_file_and_printed_link(make_server: Callable[..., Server]) -> None:
+    """With no token configured, serve generates one (32 random bytes), writes {url, pid, token}
+    to server.json with mode 0600, prints the dashboard link with it once, and requires it."""
+    server = make_server()
+    path = server.data_dir / "server.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    info = json.loads(path.read_text())
+    assert set(info) == {"url", "pid", "token"}
+    assert info["url"] == server.url and server.process is not None and info["pid"] == server.process.pid
+    assert len(info["token"]) >= 43  # 32 bytes, URL-safe base64
+    printed = stdout_lines(server, 2)
+    assert printed[0] == f"agent-supervisor: open the dashboard at {server.url}/?token={info['token']}"
+    assert "server.json" in printed[1]
+    assert http(server.url, "GET", "/api/agents").status == 401
+    assert server.request("GET", "/api/agents").status == 200
+    assert info["token"] not in server.log_path.read_text()
+
+
+def test_runtime_file_is_removed_on_shutdown_and_replaced_on_start(make_server: Callable[..., Server],
+                                                                   tmp_path: Path) -> None:
+    """A clean shutdown removes server.json; the next start writes a new token, and the old one
+    no longer opens anything."""
+    server = make_server(data_dir=tmp_path / "d")
+    old = server.token
+    assert server.stop() == 0
+    assert not (tmp_path / "d" / "server.json").exists()
+    (tmp_path / "d" / "server.json").write_text('{"url": "http://127.0.0.1:1", "pid": 1, "token": "stale"}')
+    again = make_server(data_dir=tmp_path / "d")
+    assert again.token != old and again.token != "stale"
+    assert again.request("GET", "/api/agents", headers={"Authorization": f"Bearer {old}"}).status == 401
+    assert json.loads((tmp_path / "d" / "server.json").read_text())["token"] == again.token
+
+
+def test_token_flag_and_no_token(make_server: Callable[..., Server]) -> None:
+    """``--token T`` is the token (and is in server.json); ``--no-token`` opens the API on
+    loopback, says so in a warning line, and writes a null token."""
+    given = make_server(token="given-token-1234")
+    assert json.loads((given.data_dir / "server.json").read_text())["token"] == "given-token-1234"
+    assert stdout_lines(given, 1) == [f"agent-supervisor: open the dashboard at {given.url}/ with the token you configured"]
+    open_server = make_server("--no-token")
+    assert open_server.token is None
+    assert http(open_server.url, "GET", "/api/agents").status == 200
+    assert json.loads((open_server.data_dir / "server.json").read_text())["token"] is None
+    warning = wait_for(lambda: [line for line in open_server.log_path.read_text().splitlines()
+                                if "WARNING" in line and "--no-token" in line], 5)
+    assert "any user" in warning[0]
+
+
+def test_session_cookie_for_the_pages(shared: Server) -> None:
+    """POST /api/session trades the token for an HttpOnly, SameSite=Strict cookie named after the
+    port, holding a hash of the token (not the token), which then opens REST and streams alone."""
+    response = shared.request("POST", "/api/session")
+    assert response.status == 204
+    cookie = response.headers["set-cookie"]
+    name, _, rest = cookie.partition("=")
+    value = rest.split(";", 1)[0]
+    assert name == f"agent-supervisor-{shared.port}"
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert shared.token is not None and shared.token not in cookie
+    jar = {"Authorization": None, "Cookie": f"{name}={value}"}
+    assert shared.request("GET", "/api/agents", headers=jar).status == 200
+    with shared.stream("/api/stream", headers=jar) as stream:
+        assert stream.status == 200 and stream.next().event == "connected"
+    assert shared.request("GET", "/api/agents", headers={"Authorization": None, "Cookie": f"{name}=x{value}"}).status == 401
+    # Another port's cookie is not this server's.
+    assert shared.request("GET", "/api/agents", headers={"Authorization": None,
+                                                          "Cookie": f"agent-supervisor-1={value}"}).status == 401
+    logout = shared.request("DELETE", "/api/session")
+    assert logout.status == 204 and "Max-Age=0" in logout.headers["set-cookie"]
+    assert http(shared.url, "POST", "/api/session").status == 401  # no token, no cookie
+
+
+def test_token_never_reaches_the_log(shared: Server) -> None:
+    """Header, query and cookie uses of the token leave no trace of it in the server's log."""
+    assert shared.token is not None
+    shared.request("GET", f"/api/agents?token={shared.token}", headers={"Authorization": None})
+    shared.request("GET", f"/?token={shared.token}")
+    log = shared.log_path.read_text()
+    assert shared.token not in log and "token=***" in log
+
+
+# ------------------------------------------------------------------ Host, Origin, media type
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8151", "127.0.0.1.evil.example", "localhost.",
+                                  "[::2]", "127.0.0.1:80:80"])
+def test_foreign_host_names_get_invalid_host_on_every_route(shared: Server, host: str) -> None:
+    """A Host that is not a loopback name or the bound address is 403 invalid_host everywhere:
+    the signature of a DNS-rebinding page."""
+    for path in ("/api/agents", "/", "/healthz", "/api/stream", "/static/app.js"):
+        response = shared.request("GET", path, headers={"Host": host})
+        assert response.status == 403, (host, path)
+        assert error_of(response)["code"] == "invalid_host"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "LOCALHOST:{port}", "127.0.0.1:{port}",
+                                  "[::1]:{port}"])
+def test_loopback_names_are_answered_with_or_without_the_port(shared: Server, host: str) -> None:
+    """127.0.0.1, localhost and [::1] (with any port, any case) are this server's names."""
+    response = shared.request("GET", "/api/agents", headers={"Host": host.format(port=shared.port)})
+    assert response.status == 200
+
+
+def test_allowed_hosts_adds_names(make_server: Callable[..., Server]) -> None:
+    """allowed_hosts lets a reverse proxy's names through: exact names and .suffix ones."""
+    server = make_server(env={"AGENT_SUPERVISOR_ALLOWED_HOSTS": "agents.example,.corp.example"})
+    for host, status in (("agents.example", 200), ("ci.corp.example:443", 200), ("corp.example", 200),
+                         ("evilcorp.example", 403), ("other.example", 403)):
+        assert server.request("GET", "/api/agents", headers={"Host": host}).status == status, host
+
+
+def test_foreign_origins_are_refused_streams_included(shared: Server) -> None:
+    """An Origin other than the server's own gets 403 cross_origin on REST and on streams, as
+    does a request the browser marks cross-site or same-site without one."""
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                    {"Origin": f"http://127.0.0.1:{shared.port + 1}"}, {"Origin": f"http://localhost:{shared.port}"},
+                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
+        for method, path in (("GET", "/api/agents"), ("POST", "/api/agents"), ("GET", "/api/stream"),
+                             ("GET", "/api/agents/x/events")):
+            response = shared.request(method, path, {"name": "o", "command": ["true"]} if method == "POST" else None,
+                                      headers=headers)
+            assert response.status == 403, (headers, path)
+            assert error_of(response)["code"] == "cross_origin"
+    assert "o" not in [a["name"] for a in shared.get("/api/agents")["agents"]]
+    own = {"Origin": shared.url, "Sec-Fetch-Site": "same-origin"}
+    assert shared.request("GET", "/api/agents", headers=own).status == 200
+    assert shared.request("GET", "/api/agents", headers={"Sec-Fetch-Site": "none"}).status == 200
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/jsonx", "none"])
+def test_bodies_that_are_not_json_get_415_and_start_nothing(shared: Server, tmp_path: Path,
+                                                            content_type: str) -> None:
+    """A text/plain, form or untyped body gets 415 unsupported_media_type and runs nothing."""
+    marker = tmp_path / "ran"
+    body = json.dumps({"name": "m", "command": ["touch", str(marker)]}).encode()
+    headers = {"Content-Type": content_type} if content_type != "none" else {"Content-Type": None}
+    response = shared.request("POST", "/api/agents", raw_body=body, headers=headers)
+    assert response.status == 415 and error_of(response)["code"] == "unsupported_media_type"
+    assert "m" not in [a["name"] for a in shared.get("/api/agents")["agents"]]
+    assert not marker.exists()
+
+
+def test_json_with_a_charset_is_json(shared: Server) -> None:
+    """``application/json; charset=utf-8`` is accepted as JSON."""
+    response = shared.request("POST", "/api/agents", raw_body=b'{"name": "c"}',
+                              headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status == 400 and error_of(response)["code"] == "invalid_request"  # no command: but parsed
+
+
+# ------------------------------------------------------------------ headers
+
+
+class _Markup(html.parser.HTMLParser):
+    """Collects what a CSP without 'unsafe-inline' would block in a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {name for name, _ in attrs}
+        if tag == "script" and "src" not in names:
+            self.inline.append("inline <script>")
+        if tag == "style":
+            self.inline.append("<style>")
+        self.inline += [f"{tag} {name}=" for name in names if name.startswith("on") or name == "style"]
+
+
+@pytest.mark.parametrize("page", ["static/index.html", "test_sse.html"])
+def test_pages_have_no_inline_script_or_style(page: str) -> None:
+    """The pages keep to their CSP: no inline script, handler attribute or inline style."""
+    markup = _Markup()
+    markup.feed((ROOT / page).read_text())
+    assert markup.inline == []
+
+
+def test_security_headers_everywhere(shared: Server) -> None:
+    """nosniff and no-referrer on every answer; pages get a CSP without inline script and with
+    frame-ancestors 'none'; API answers a CSP that allows nothing."""
+    for path in ("/", "/test_sse.html", "/static/app.js", "/api/agents", "/api/nothing", "/healthz"):
+        response = shared.request("GET", path)
+        assert response.headers.get("x-content-type-options") == "nosniff", path
+        assert response.headers.get("referrer-policy") == "no-referrer", path
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, path
+        if path in ("/", "/test_sse.html"):
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        else:
+            assert csp.startswith("default-src 'none'")
+    with shared.stream("/api/stream") as stream:
+        assert stream.headers.get("x-content-type-options") == "nosniff"
+        assert stream.headers.get("referrer-policy") == "no-referrer"
+    refused = parse(raw(shared, b"\x00garbage\r\n\r\n")[0])
+    assert refused.headers.get("x-content-type-options") == "nosniff"
+
+
+# ------------------------------------------------------------------ bad input: never a 500
+
+
+def healthy(server: Server) -> None:
+    assert server.get("/healthz")["status"] == "ok"
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
+    (b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "invalid_json"),
+    (json.dumps({"name": "x", "command": ["true"], "extractors": [{"name": ["a"], "pattern": "x"}]}).encode(),
+     "invalid_extractor"),
+    (json.dumps({"name": "x", "command": ["true"], "extractors": [{"name": {"a": 1}, "pattern": "x"}]}).encode(),
+     "invalid_extractor"),
+    (json.dumps({"name": "x", "command": ["true"], "extractors": [{"name": None, "pattern": "x"}]}).encode(),
+     "invalid_extractor"),
+    (b'{"name": "x", "command": ["true"], "cols": 1' + b"0" * 5000 + b"}", "invalid_json"),
+])
+def test_hostile_json_bodies_get_a_json_400(shared: Server, body: bytes, code: str) -> None:
+    """JSON nested 100,000 deep, an extractor name that is a list or an object, a 5,000-digit
+    number: each is a JSON 400 naming the problem, and the server goes on."""
+    response = shared.request("POST", "/api/agents", raw_body=body)
+    assert response.status == 400, response.body[:300]
+    assert error_of(response)["code"] == code
+    healthy(shared)
+
+
+@pytest.mark.parametrize("query", ["after=\u00b2", "limit=\u00b2", "after=\uff11\uff12", "limit=%C2%B2",
+                                   "after=%EF%BC%91", "after=1e3", "limit=0x10", "after=+1"])
+def test_non_ascii_digits_in_the_query_are_400(shared: Server, query: str) -> None:
+    """events?after= and limit= take ASCII digits only: '²' or full-width digits are 400."""
+    shared.request("POST", "/api/agents", {"name": "q", "command": ["true"]})
+    path = f"/api/agents/q/events?{query}".encode("utf-8").decode("latin-1")
+    response = shared.request("GET", path)
+    assert response.status == 400 and error_of(response)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("header, query", [("\uff11\uff12", None), ("\u00b2", None), (None, "%EF%BC%91%EF%BC%92"),
+                                           (None, "%C2%B2"), (None, "%D9%A1")])
+def test_non_ascii_last_event_ids_are_400(shared: Server, header: str | None, query: str | None) -> None:
+    """Last-Event-ID and ?last_event_id= take ASCII digits only (today '１２' is not 12)."""
+    path = "/api/stream" + (f"?last_event_id={query}" if query else "")
+    headers = {"Last-Event-ID": header.encode("utf-8").decode("latin-1")} if header else {}
+    response = shared.request("GET", path, headers=headers)
+    assert response.status == 400 and error_of(response)["code"] == "invalid_last_event_id"
+
+
+def _request(shared: Server, head: str, body: bytes = b"") -> bytes:
+    return (head.replace("\n", "\r\n") + "\r\n").encode() + body
+
+
+def test_chunked_body_is_read_with_the_same_limit(shared: Server) -> None:
+    """A chunked body is read like any other (a bad definition gets its 400 naming the field);
+    one past max_body_bytes is 413."""
+    body = b'{"name": "ch", "nope": 1}'
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
+    head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
+            "Content-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n")
+    response = parse(raw(shared, _request(shared, head, chunks))[0])
+    assert response.status == 400 and "nope" in error_of(response)["message"]
+    big = b"".join(b"10000\r\n" + b" " * 0x10000 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
+    response = parse(raw(shared, _request(shared, head, big))[0])
+    assert response.status == 413 and error_of(response)["code"] == "body_too_large"
+    healthy(shared)
+
+
+def test_body_shorter_than_its_length_times_out_and_closes(shared: Server) -> None:
+    """A body that stops before its Content-Length gets 408 after request_timeout_s (1 s here)
+    and the connection is closed: no minute-long hang."""
+    head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
+            "Content-Type: application/json\nContent-Length: 100\n")
+    answer, took = raw(shared, _request(shared, head, b'{"name": '))
+    response = parse(answer)
+    assert response.status == 408 and error_of(response)["code"] == "request_timeout"
+    assert took < 5
+    healthy(shared)
+
+
+def test_a_head_that_stops_arriving_times_out(shared: Server) -> None:
+    """A request head that stalls half-way gets 408 and the connection closes."""
+    answer, took = raw(shared, b"GET /api/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    assert parse(answer).status == 408 and took < 5
+
+
+@pytest.mark.parametrize("data, status, code", [
+    (b"\x00\x01garbage\r\n\r\n", 400, "bad_request"),
+    (b"GET / HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", 431, "headers_too_large"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+     431, "headers_too_large"),
+    (b"GET /healthz?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414, "uri_too_long"),
+    (b"POST /api/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", 400, "bad_request"),
+])
+def test_requests_pywsgi_refuses_get_a_json_error(shared: Server, data: bytes, status: int, code: str) -> None:
+    """A garbage request line, a 200 KB header, 200 headers, a 100 KB URL or a bad length gets
+    the API's JSON error (not pywsgi's empty page), read in full (no reset), and the server goes on."""
+    response = parse(raw(shared, data)[0])
+    assert response.status == status
+    assert error_of(response)["code"] == code
+    healthy(shared)
+
+
+def test_an_unread_body_is_not_read_through(shared: Server) -> None:
+    """A route that takes no body, sent a huge declared one, answers and closes instead of
+    reading the rest to find the next request."""
+    head = (f"POST /api/agents/none/restart HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
+            "Content-Type: application/json\nTransfer-Encoding: chunked\n")
+    answer, took = raw(shared, _request(shared, head, b"10\r\n" + b" " * 16 + b"\r\n"))
+    response = parse(answer)
+    assert response.status == 404 and response.headers.get("connection") == "close"
+    assert took < 5
+
+
+# ------------------------------------------------------------------ amplification
+
+
+def test_extraction_amplification_is_capped(shared: Server) -> None:
+    """89 extractors that match everywhere on 100 lines: the run ends promptly with 32
+    extractions per line, the cut counted per agent and in the stats; a stream gets it all."""
+    extractors = [{"name": f"q{i}", "pattern": "(?P<value>q?)."} for i in range(89)]
+    started = time.monotonic()
+    shared.create(name="amp", command=python_agent("for i in range(100): print('x' * 40)"), extractors=extractors)
+    agent = shared.wait_state("amp", "exited", timeout=15)
+    with shared.stream("/api/agents/amp/stream") as stream:
+        events = stream.until(lambda e: e.event == "complete", timeout=15)
+    assert time.monotonic() - started < 15
+    assert agent["lines"] == 100
+    assert agent["extractions"] == 100 * 32
+    assert agent["extractions_cut"] == 100 * 89
+    assert sum(1 for e in events if e.event == "extraction") == 100 * 32
+    assert shared.get("/api/sse/stats")["extractions_cut"] >= 100 * 89
+
+
+def test_a_user_does_not_start_a_process_without_the_token(shared: Server, tmp_path: Path) -> None:
+    """The three requests of the issue, against the default server, start nothing."""
+    marker = tmp_path / "ran"
+    body = json.dumps({"name": "evil", "command": ["touch", str(marker)]}).encode()
+    for headers in ({"Authorization": None, "Content-Type": "text/plain"},
+                    {"Authorization": None, "Host": "evil.example"},
+                    {"Authorization": None}):
+        response = shared.request("POST", "/api/agents", raw_body=body, headers=headers)
+        assert response.status in (401, 403, 415)
+    assert not marker.exists()
+    assert "evil" not in [a["name"] for a in shared.get("/api/agents")["agents"]]
+
