@@ -1,7 +1,8 @@
-// The REST client: JSON in and out, errors as ApiError with the server's message, and the
-// bearer token (asked for once on the first 401, kept in sessionStorage for the session).
+// The REST client: JSON in and out, errors as ApiError with the server's message. The token
+// is not kept here: the page trades it for a session cookie (session.js); on a 401 the user
+// is asked for it once, however many requests are waiting.
 
-export const TOKEN_KEY = "agent-supervisor.token";
+import { login } from "./session.js";
 
 /** An error answer from the API: `status`, `code` and the server's own `message`. */
 export class ApiError extends Error {
@@ -12,7 +13,8 @@ export class ApiError extends Error {
   }
 }
 
-let tokenPrompt = null; // the pending prompt shared by every request that got a 401
+let loginPrompt = null; // the pending prompt shared by every request that got a 401
+let sessions = 0; // how many logins succeeded: a request sent before the latest needs no prompt
 let askUser = defaultAsk;
 
 /** Install the function that asks the user for a token: `(refused: bool) => Promise<string|null>`. */
@@ -20,56 +22,38 @@ export function setTokenPrompt(fn) {
   askUser = fn;
 }
 
-export function getToken() {
-  try {
-    return sessionStorage.getItem(TOKEN_KEY) || "";
-  } catch {
-    return ""; // storage disabled: behave as if no token was set
-  }
-}
-
-function setToken(token) {
-  try {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  } catch {
-    /* storage disabled: the token lasts until the prompt comes again */
-  }
-}
-
 function defaultAsk(refused) {
   const text = refused ? "That token was refused. API token:" : "This server needs an API token:";
   return Promise.resolve(window.prompt(text));
 }
 
-/**
- * Ask for a token once, however many requests are waiting for one. `failed` is the token that
- * was refused: if another caller already replaced it, no new prompt is needed. Resolves to
- * true when there is a new token to try.
- */
-export function ensureToken(failed) {
-  if (getToken() && getToken() !== failed) return Promise.resolve(true);
-  if (!tokenPrompt) {
-    tokenPrompt = askUser(Boolean(failed))
-      .then((token) => {
-        token = (token || "").trim();
-        if (token) setToken(token);
-        return Boolean(token);
-      })
-      .finally(() => {
-        tokenPrompt = null;
-      });
-  }
-  return tokenPrompt;
+/** The session generation: pass it to ensureSession after a 401. */
+export function sessionGeneration() {
+  return sessions;
 }
 
-/** `url` with `?token=` added when a token is set (EventSource cannot send headers). */
-export function withToken(url) {
-  const token = getToken();
-  if (!token) return url;
-  const u = new URL(url, location.href);
-  u.searchParams.set("token", token);
-  return u.pathname + u.search;
+/**
+ * After a 401 on a request sent at session generation `seen`: ask for the token (once, however
+ * many requests are waiting), log in with it, ask again while it is refused. Resolves to true
+ * when there is a new session to retry with, false when the user gave up.
+ */
+export function ensureSession(seen) {
+  if (sessions !== seen) return Promise.resolve(true);
+  if (!loginPrompt) {
+    loginPrompt = (async () => {
+      for (let refused = false; ; refused = true) {
+        const token = ((await askUser(refused)) || "").trim();
+        if (!token) return false;
+        if (await login(token)) {
+          sessions++;
+          return true;
+        }
+      }
+    })().finally(() => {
+      loginPrompt = null;
+    });
+  }
+  return loginPrompt;
 }
 
 /**
@@ -79,9 +63,8 @@ export function withToken(url) {
  */
 export async function api(method, path, body = undefined, { signal } = {}) {
   for (;;) {
-    const token = getToken();
+    const seen = sessions;
     const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const resp = await fetch(path, {
       method,
@@ -90,7 +73,7 @@ export async function api(method, path, body = undefined, { signal } = {}) {
       signal,
       cache: "no-store",
     });
-    if (resp.status === 401 && (await ensureToken(token))) continue;
+    if (resp.status === 401 && (await ensureSession(seen))) continue;
     if (resp.status === 204) return null;
     let data = null;
     try {

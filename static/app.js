@@ -4,6 +4,7 @@
 
 import { api, ApiError, setTokenPrompt } from "./api.js";
 import { LogView } from "./logview.js";
+import { adoptAddressBarToken } from "./session.js";
 import { StreamClient } from "./sse.js";
 import { clock, count, h, parseExtractors, shellSplit, stateLabel } from "./util.js";
 
@@ -35,6 +36,7 @@ const debug = {
   agents,
   view,
   tokenPrompts: 0,
+  loggedInFromAddress: false,
   get viewerStream() {
     return viewerStream;
   },
@@ -425,6 +427,8 @@ async function pollStats() {
 // ---------------------------------------------------------------- start-up
 
 async function start() {
+  // The link the server printed carries ?token=: trade it for the session cookie first.
+  debug.loggedInFromAddress = await adoptAddressBarToken();
   let snapshotMax = 0;
   try {
     snapshotMax = await refreshAgents();

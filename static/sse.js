@@ -8,7 +8,7 @@
 // "done" (after `complete`: closed on purpose, not reopened), "error" (EventSource gave up,
 // e.g. a non-200 answer: `detail` says why; call `retry()`).
 
-import { ensureToken, getToken, withToken } from "./api.js";
+import { ensureSession, sessionGeneration } from "./api.js";
 
 const EVENT_TYPES = [
   "log",
@@ -42,7 +42,7 @@ export class StreamClient {
     const url = new URL(this.path, location.href);
     // A fresh EventSource has no Last-Event-ID of its own: pass ours in the query.
     if (this.lastId > 0) url.searchParams.set("last_event_id", String(this.lastId));
-    const es = new EventSource(withToken(url.pathname + url.search));
+    const es = new EventSource(url.pathname + url.search); // the session cookie goes along
     this.es = es;
     this._set(this.state === "idle" ? "connecting" : "reconnecting", "");
     es.addEventListener("open", () => this.es === es && this._set("connected", ""));
@@ -125,10 +125,10 @@ export class StreamClient {
     const probe = new AbortController();
     let detail = "the stream was refused";
     try {
-      const token = getToken();
+      const seen = sessionGeneration();
       const url = new URL(this.path, location.href);
       if (this.lastId > 0) url.searchParams.set("last_event_id", String(this.lastId));
-      const resp = await fetch(withToken(url.pathname + url.search), {
+      const resp = await fetch(url.pathname + url.search, {
         headers: { Accept: "text/event-stream" },
         signal: probe.signal,
         cache: "no-store",
@@ -140,7 +140,7 @@ export class StreamClient {
         this._set("done", "");
         return;
       } else if (resp.status === 401) {
-        if (await ensureToken(token)) {
+        if (await ensureSession(seen)) {
           this.open();
           return;
         }

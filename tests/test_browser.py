@@ -48,9 +48,10 @@ BEFORE_AND_AFTER = (
 # ------------------------------------------------------------------------------------- helpers
 
 
-def open_dashboard(page: Page, url: str, agent: str | None = None) -> None:
-    """Load the dashboard (optionally with ``agent`` selected) and wait for its live stream."""
-    page.goto(url + "/" + (f"#agent={agent}" if agent else ""))
+def open_dashboard(page: Page, url: str, agent: str | None = None, token: str | None = None) -> None:
+    """Load the dashboard as the link ``serve`` prints (with ``?token=``; optionally with
+    ``agent`` selected) and wait for its live stream."""
+    page.goto(url + "/" + (f"?token={token}" if token else "") + (f"#agent={agent}" if agent else ""))
     expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
 
 
@@ -220,7 +221,7 @@ def test_command_and_extractor_fields_are_parsed_like_a_shell(static_page: Page)
 
 def test_dashboard_shows_a_new_agents_lines_live(page: Page, server: Server) -> None:
     """An agent started elsewhere appears in the list without a reload and its lines stream in as printed."""
-    open_dashboard(page, server.url)
+    open_dashboard(page, server.url, token=server.token)
     expect(page.locator("#agents-empty")).to_be_visible()
     server.create(name="live", command=python_agent(BEFORE_AND_AFTER.format(n=3)))
     expect(agent_item(page, "live").locator(".badge")).to_have_text(re.compile("starting|running"))
@@ -245,7 +246,7 @@ def test_partial_line_is_shown_then_completed_in_place(page: Page, server: Serve
     """A prompt without a newline shows as a partial row, and the completed line replaces that same row."""
     code = "import sys\nsys.stdout.write('Continue? [y/N] '); sys.stdout.flush()\nprint('answer:', sys.stdin.readline().strip())\n"
     server.create(name="ask", command=python_agent(code))
-    open_dashboard(page, server.url, "ask")
+    open_dashboard(page, server.url, "ask", token=server.token)
     partial = page.locator("#term-lines .row.partial")
     expect(partial.locator(".tx")).to_have_text("Continue? [y/N] ")
     expect(page.locator("#term-placeholder")).to_be_hidden()
@@ -274,7 +275,7 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: C
         command=python_agent(code),
         extractors=[{"name": "percent", "pattern": r"(?P<value>\d+)%"}],
     )
-    open_dashboard(page, server.url, "colours")
+    open_dashboard(page, server.url, "colours", token=server.token)
     wait_for_row(page, "error: could not reach https://registry.example.org/pkg (retrying)")
 
     def style(text: str) -> dict[str, str]:
@@ -307,7 +308,7 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: C
 
 def test_start_form_shows_the_servers_error_message(page: Page, server: Server) -> None:
     """When the server refuses a start, its JSON error message appears next to the form."""
-    open_dashboard(page, server.url)
+    open_dashboard(page, server.url, token=server.token)
     expected = server.request("POST", "/api/agents", {"name": "bad name!", "command": ["true"]}).json()["error"]["message"]
     page.fill("#start-form [name=name]", "bad name!")
     page.fill("#start-form [name=command]", "true")
@@ -325,7 +326,7 @@ def test_start_form_shows_the_servers_error_message(page: Page, server: Server) 
 
 def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, server: Server) -> None:
     """An agent started from the form and stopped with the Stop button ends up exited in the list and header."""
-    open_dashboard(page, server.url)
+    open_dashboard(page, server.url, token=server.token)
     page.fill("#start-form [name=name]", "sleeper")
     page.fill(
         "#start-form [name=command]",
@@ -349,7 +350,7 @@ def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, s
 def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -> None:
     """Restarting a finished agent from the page reopens its stream and shows the new run after a separator."""
     server.create(name="again", command=python_agent("print('hello from a run')"))
-    open_dashboard(page, server.url, "again")
+    open_dashboard(page, server.url, "again", token=server.token)
     expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done")
     expect(page.locator("#restart-btn")).to_be_enabled()
 
@@ -363,7 +364,7 @@ def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -
 
 def test_refused_stream_shows_the_error_and_retry_recovers(page: Page, server: Server) -> None:
     """A stream the server refuses shows its error message and a Retry button that reconnects once it works."""
-    open_dashboard(page, server.url, "later")
+    open_dashboard(page, server.url, "later", token=server.token)
     conn = page.locator("#viewer-conn")
     expect(conn).to_have_attribute("data-state", "error")
     message = server.request("GET", "/api/agents/later/stream").json()["error"]["message"]
@@ -384,7 +385,7 @@ def test_reconnects_after_a_dropped_connection_and_shows_every_line_once(
     server = make_server(env=FAST_RETRY)
     proxy = proxy_to(server.url)
     server.create(name="chatty", command=python_agent(BEFORE_AND_AFTER.format(n=100)))
-    open_dashboard(page, proxy.url, "chatty")
+    open_dashboard(page, proxy.url, "chatty", token=server.token)
     wait_for_row(page, "before 100")
 
     proxy.hold()
@@ -422,7 +423,7 @@ def test_slow_consumer_drop_is_survived_without_loss(
         "print('stopped')\n"
     )
     server.create(name="bulk", command=python_agent(code))
-    open_dashboard(page, proxy.url, "bulk")
+    open_dashboard(page, proxy.url, "bulk", token=server.token)
     wait_for_row(page, "ready")
 
     proxy.stall()  # the page stops reading: the server's queue for it fills up
@@ -449,7 +450,7 @@ def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server:
            }).observe(document, {childList: true, subtree: true});"""
     )
     server.create(name="flood", command=python_agent("for i in range(1, 20001): print(f'line {i} ' + 'x' * 60)"))
-    open_dashboard(page, server.url, "flood")
+    open_dashboard(page, server.url, "flood", token=server.token)
     expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done", timeout=45_000)
     wait_for_row(page, "line 20000 " + "x" * 60)
 
@@ -467,15 +468,16 @@ def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server:
 def test_auto_scroll_pauses_when_scrolled_up_and_resumes_with_the_button(page: Page, server: Server) -> None:
     """Scrolling up stops following new lines; the resume button jumps back to the bottom and follows again."""
     server.create(name="scroll", command=python_agent(BEFORE_AND_AFTER.format(n=200)))
-    open_dashboard(page, server.url, "scroll")
+    open_dashboard(page, server.url, "scroll", token=server.token)
     wait_for_row(page, "before 200")
     scroller = page.locator("#term-scroll")
     at_bottom = "(el) => el.scrollHeight - el.scrollTop - el.clientHeight < 30"
-    page.wait_for_function(f"({at_bottom})(document.getElementById('term-scroll'))")
+    # Functions, not bare expressions: Playwright evals a bare expression, which the CSP forbids.
+    page.wait_for_function(f"() => ({at_bottom})(document.getElementById('term-scroll'))")
 
     scroller.hover()
     page.mouse.wheel(0, -100_000)  # to the very top, however the wheel is animated
-    page.wait_for_function("document.getElementById('term-scroll').scrollTop === 0")
+    page.wait_for_function("() => document.getElementById('term-scroll').scrollTop === 0")
     expect(page.locator("#resume")).to_be_visible()
     top = 0
     page.fill("#input-text", "more")
@@ -493,7 +495,7 @@ def test_filter_extractions_and_stats(page: Page, server: Server) -> None:
     """The filter narrows the visible lines, extractions fill the table, and stats poll the server."""
     code = "for i in range(1, 21): print(f'item {i}: ' + ('error: broken ' + str(i) if i % 5 == 0 else 'fine'))"
     server.create(name="mixed", command=python_agent(code), extractors=[{"name": "broken", "pattern": r"broken (?P<value>\d+)"}])
-    open_dashboard(page, server.url, "mixed")
+    open_dashboard(page, server.url, "mixed", token=server.token)
     expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done")
     expect(page.locator("#term-lines .row.log")).to_have_count(20)
 
@@ -523,14 +525,15 @@ def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
 ) -> None:
     """Resuming against a server whose history restarted below our last id clears the view and shows its history."""
     waiting = "import sys\nfor line in {lines!r}: print(line)\nsys.stdin.readline()\n"
-    first = make_server(env=FAST_RETRY)
+    # One configured token for both (a wiped data dir, not a new token): the session holds.
+    first = make_server(env=FAST_RETRY, token="same-token-for-both")
     proxy = proxy_to(first.url)
     first.create(name="same", command=python_agent(waiting.format(lines=[f"old {i}" for i in range(1, 41)])))
-    open_dashboard(page, proxy.url, "same")
+    open_dashboard(page, proxy.url, "same", token=first.token)
     wait_for_row(page, "old 40")
 
     # A second server (a wiped data directory) with an agent of the same name, still running.
-    second = make_server(env=FAST_RETRY)
+    second = make_server(env=FAST_RETRY, token="same-token-for-both")
     second.create(name="same", command=python_agent(waiting.format(lines=["new 1", "new 2"])))
     with second.stream("/api/agents/same/stream") as stream:
         stream.until(lambda e: e.event == "log" and "new 2" in e.data)
@@ -548,10 +551,11 @@ def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
     expect(agent_item(page, "same").locator(".badge")).to_have_text("running")
 
 
-def test_token_is_asked_once_and_kept_for_the_session(
+def test_token_is_asked_once_and_kept_in_an_httponly_cookie(
     page: Page, make_server: Callable[..., Server], shot: Callable[[Page, str], Any]
 ) -> None:
-    """With a token configured the page asks for it once, keeps it for the tab, and streams with it."""
+    """Opened without the link's token, the page asks for it once (again if refused), trades it
+    for an HttpOnly SameSite=Strict cookie that no script can read, and a reload needs no prompt."""
     server = make_server(token="s3cret-token")
     server.create(name="guarded", command=python_agent("print('behind a token')"))
     page.goto(server.url + "/#agent=guarded")
@@ -568,12 +572,36 @@ def test_token_is_asked_once_and_kept_for_the_session(
     wait_for_row(page, "behind a token")
     expect(page.locator("#stat-events")).to_have_text(re.compile(r"^[\d,]+$"))
     assert page.evaluate("window.agentSupervisor.tokenPrompts") == 2  # the first ask, then "refused"
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to scripts
+    assert page.evaluate("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)") == "{}{}"
+    (cookie,) = page.context.cookies()
+    assert cookie["name"] == f"agent-supervisor-{server.port}" and cookie["value"] != "s3cret-token"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
     page.reload()
     expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
     wait_for_row(page, "behind a token")
     assert page.evaluate("window.agentSupervisor.tokenPrompts") == 0
     expect(dialog).to_be_hidden()
+
+
+def test_the_printed_link_signs_in_and_leaves_the_address_bar(page: Page, server: Server) -> None:
+    """The link ``serve`` prints opens the dashboard without a prompt; the token is gone from the
+    address bar (the #agent= part stays), and the test page it links to needs no token either."""
+    server.create(name="linked", command=python_agent("print('via the link')"))
+    page.goto(f"{server.dashboard}#agent=linked")
+    expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
+    wait_for_row(page, "via the link")
+    assert page.url == f"{server.url}/#agent=linked"
+    assert page.evaluate("window.agentSupervisor.tokenPrompts") == 0
+    assert page.evaluate("window.agentSupervisor.loggedInFromAddress") is True
+    with page.context.expect_page() as popup_info:
+        page.click("a.toplink")
+    popup = popup_info.value
+    popup.fill("#agent", "linked")
+    popup.click("#connect")
+    expect(popup.locator("#status")).to_have_attribute("data-state", "done")
+    expect(popup.locator("#log .line .tx").first).to_have_text("via the link")
 
 
 # ------------------------------------------------------------------------------ the SSE test page
@@ -586,7 +614,8 @@ def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server,
     wait_complete(server, "tp")
     history = server.get("/api/agents/tp/events?limit=10000")["events"]
 
-    page.goto(server.url + "/test_sse.html")
+    page.goto(server.url + f"/test_sse.html?token={server.token}")
+    expect(page).to_have_url(server.url + "/test_sse.html")  # the token left the address bar
     page.fill("#agent", "tp")
     page.click("#connect")
     expect(page.locator("#status")).to_have_attribute("data-state", "done")
@@ -625,7 +654,7 @@ def test_sse_test_page_resumes_with_last_event_id(
     server.create(name="tp2", command=python_agent(BEFORE_AND_AFTER.format(n=20)))
     resumed: list[str] = []
     page.on("request", lambda r: "last-event-id" in r.headers and resumed.append(r.headers["last-event-id"]))
-    page.goto(proxy.url + "/test_sse.html?agent=tp2&connect=1")
+    page.goto(proxy.url + f"/test_sse.html?agent=tp2&connect=1&token={server.token}")
     page.locator("#log .line .tx", has_text="before 20").wait_for()
 
     proxy.hold()
