@@ -6,7 +6,9 @@
 #   scripts/test_sse.sh                          # starts a server of its own on a free port
 #   scripts/test_sse.sh http://127.0.0.1:8151    # or tests one that runs (or $AGENT_SUPERVISOR_URL)
 #
-# With a token: AGENT_SUPERVISOR_TOKEN=... scripts/test_sse.sh URL
+# The token: $AGENT_SUPERVISOR_TOKEN, else the one `agent-supervisor token` finds for the URL in
+# the data dir's server.json (the default one, or $AGENT_SUPERVISOR_DATA_DIR); a server of its
+# own has its token read from its server.json.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +76,11 @@ if [ -z "$URL" ]; then
         sleep 0.1
     done
     [ -n "$URL" ] || fail "the server did not start: $(tail -5 "$WORK/server.log")"
-    pass "started a server at $URL"
+    TOKEN=$(cd "$ROOT" && "$PYTHON" -m supervisor token --data-dir "$WORK/data") ||
+        fail "no token in $WORK/data/server.json"
+    pass "started a server at $URL (its generated token read from its server.json)"
+elif [ -z "$TOKEN" ]; then
+    TOKEN=$(cd "$ROOT" && "$PYTHON" -m supervisor token --url "$URL" 2>/dev/null) || TOKEN=""
 fi
 health=$(curl -s --max-time 5 "$URL/healthz") || fail "no answer from $URL/healthz (is the server running?)"
 case "$health" in *'"status"'*'"ok"'*) pass "GET /healthz: $health" ;; *) fail "GET /healthz answered: $health" ;; esac

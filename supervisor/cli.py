@@ -330,7 +330,14 @@ def _connection(args: argparse.Namespace) -> runtime.Connection:
 
 def _client(args: argparse.Namespace) -> Client:
     connection = _connection(args)
-    return Client(connection.url, connection.token)
+
+    def renew() -> str | None:
+        # The runtime file again: a server restarted meanwhile may have a new generated token.
+        fresh = runtime.resolve(getattr(args, "url", None), getattr(args, "token", None),
+                                getattr(args, "data_dir", None))
+        return fresh.token if fresh.url == connection.url else None
+
+    return Client(connection.url, connection.token, renew=renew)
 
 
 def _agent_path(name: str) -> str:

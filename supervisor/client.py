@@ -172,7 +172,7 @@ class Client:
     """
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, renew: Callable[[], str | None] | None = None) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ApiError(f"invalid server URL {url!r}: expected http://HOST:PORT")
@@ -183,6 +183,17 @@ class Client:
         self._prefix = parts.path.rstrip("/")
         self.token = token or None
         self.timeout = timeout
+        #: Where a new token comes from when the server refuses this one (the command line
+        #: rereads the runtime file: a restarted server may have generated another).
+        self._renew = renew
+
+    def renew_token(self) -> bool:
+        """After a 401: take a new token from ``renew``; True if there is a different one."""
+        fresh = self._renew() if self._renew is not None else None
+        if fresh and fresh != self.token:
+            self.token = fresh
+            return True
+        return False
 
     # -- plumbing
 
@@ -405,6 +416,8 @@ class Follower:
                 if self.give_up_s is not None and time.monotonic() - down_since > self.give_up_s:
                     raise
             except ApiError as exc:
+                if exc.status == 401 and self.client.renew_token():
+                    continue  # a restarted server with a new token: go on with it
                 if exc.status != 503:
                     raise
                 stream, cause = None, exc

@@ -297,7 +297,7 @@ def test_unknown_agent_is_one_line(server: Server, args: tuple[str, ...]) -> Non
 
 def test_url_flag_before_or_after_the_command(server: Server) -> None:
     """``--url`` works before and after the command name, and beats the environment."""
-    env = cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{closed_port()}")
+    env = cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{closed_port()}", AGENT_SUPERVISOR_TOKEN=server.token or "")
     assert cli("--url", server.url, "list", env=env).returncode == 0
     assert cli("list", "--url", server.url, env=env).returncode == 0
 
@@ -311,6 +311,66 @@ def test_token_from_the_environment(make_server: Callable[..., Server]) -> None:
     assert "token" in one_line_error(result).lower()
     assert cli("list", "--token", "s3cret-token",
                env=cli_env(AGENT_SUPERVISOR_URL=server.url)).returncode == 0
+
+
+def default_data_dir_server(home: Path) -> Server:
+    """A server on the data dir ``serve`` uses by default for ``HOME=home``, generated token."""
+    data_dir = home / ".local" / "state" / "agent-supervisor"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Server(data_dir, [], {"HOME": str(home)}).start()
+
+
+def test_cli_with_no_flags_finds_the_server_and_its_generated_token(tmp_path: Path) -> None:
+    """The user who started the server needs no flag and no variable: the CLI reads the data
+    dir's server.json; ``token`` prints the token and ``token --link`` the dashboard link."""
+    server = default_data_dir_server(tmp_path)
+    try:
+        env = cli_env(HOME=str(tmp_path))
+        assert not [k for k in env if k.startswith("AGENT_SUPERVISOR_")]
+        ran = cli("run", "plain", "--", "echo", "found it", env=env)
+        assert ran.returncode == 0 and ran.stdout == "found it\n", ran.stderr
+        listed = cli("list", env=env)
+        assert listed.returncode == 0 and "plain" in listed.stdout
+        assert cli("token", env=env).stdout == f"{server.token}\n"
+        assert cli("token", "--link", env=env).stdout == f"{server.dashboard}\n"
+        # Somebody else's URL does not get this server's token.
+        other = cli("token", "--url", f"http://127.0.0.1:{closed_port()}", env=env)
+        assert "no token" in one_line_error(other)
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_another_data_dir_is_told_apart(tmp_path: Path) -> None:
+    """Two servers, two data dirs, two tokens: --data-dir (or $AGENT_SUPERVISOR_DATA_DIR) picks
+    the one to talk to, and with neither the default data dir's server answers."""
+    first = default_data_dir_server(tmp_path)
+    second = Server(tmp_path / "other", [], {"HOME": str(tmp_path)}).start()
+    try:
+        assert first.token != second.token
+        second.create(name="only-in-second", command=["true"])
+        env = cli_env(HOME=str(tmp_path))
+        assert "only-in-second" not in cli("list", env=env).stdout
+        assert "only-in-second" in cli("--data-dir", str(tmp_path / "other"), "list", env=env).stdout
+        assert "only-in-second" in cli("list", "--data-dir", str(tmp_path / "other"), env=env).stdout
+        by_env = cli("list", env=cli_env(HOME=str(tmp_path), AGENT_SUPERVISOR_DATA_DIR=str(tmp_path / "other")))
+        assert "only-in-second" in by_env.stdout
+        assert cli("token", "--data-dir", str(tmp_path / "other"), env=env).stdout.strip() == second.token
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_a_stale_runtime_file_is_named_in_the_error(tmp_path: Path) -> None:
+    """After a SIGKILL the runtime file stays; the CLI's one-line error says where the URL came
+    from and that its server is not running. With no file at all, ``token`` says what to do."""
+    server = default_data_dir_server(tmp_path)
+    server.stop(signal.SIGKILL)
+    env = cli_env(HOME=str(tmp_path))
+    line = one_line_error(cli("list", env=env))
+    assert "server.json" in line and "not running" in line
+    (tmp_path / ".local" / "state" / "agent-supervisor" / "server.json").unlink()
+    line = one_line_error(cli("token", env=env))
+    assert "is `agent-supervisor serve` running" in line
 
 
 # --------------------------------------------------------------------------- tail
@@ -351,7 +411,8 @@ def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., 
     proxy = TcpProxy("127.0.0.1", server.port)
     try:
         server.create(name="feed", command=counter_agent(300, 0.01))
-        tail = live("tail", "feed", "--follow", "--from-start", env=cli_env(AGENT_SUPERVISOR_URL=proxy.url))
+        tail = live("tail", "feed", "--follow", "--from-start",
+                    env=cli_env(AGENT_SUPERVISOR_URL=proxy.url, AGENT_SUPERVISOR_TOKEN=server.token or ""))
         tail.wait_out(lambda out: len(out) >= 30, what="30 lines before the cut")
         assert server.get("/api/agents/feed")["state"] == "running"  # the cut is mid-stream
         proxy.drop()
@@ -368,15 +429,18 @@ def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., 
 def test_tail_survives_a_server_restart(make_server: Callable[..., Server], tmp_path: Path,
                                         live: Callable[..., LiveCli]) -> None:
     """When the server dies (SIGKILL) mid-stream and comes back on the same port and data, ``tail
-    -f`` waits, reconnects, and prints exactly the history the server kept: no gap, no duplicate."""
+    -f`` waits, reconnects, and prints exactly the history the server kept: no gap, no duplicate.
+    The new server generated a new token: the client, which found the first in server.json,
+    finds the new one there too."""
     data_dir = tmp_path / "kept"
     first = make_server(data_dir=data_dir)
     agent = first.create(name="survivor", command=counter_agent(2000, 0.005))
-    tail = live("tail", "survivor", "--follow", "--from-start", env=cli_env(first))
+    tail = live("tail", "survivor", "--follow", "--from-start", "--data-dir", str(data_dir), env=cli_env())
     try:
         tail.wait_out(lambda out: len(out) >= 50, what="50 lines before the kill")
         first.stop(signal.SIGKILL)
         second = make_server(data_dir=data_dir, port=first.port)
+        assert second.token != first.token
         assert tail.finish() == 0, tail.err
         kept = final_lines(second, "survivor")
         assert len(kept) >= 50
@@ -534,7 +598,7 @@ def test_serve_refuses_no_token_on_an_open_address(tmp_path: Path) -> None:
 def test_help_of_every_command() -> None:
     """``--help`` works for the program and for each command, with status 0."""
     for args in [(), ("serve",), ("run",), ("tail",), ("stop",), ("restart",), ("rm",), ("send",), ("list",),
-                 ("stats",)]:
+                 ("stats",), ("token",)]:
         result = cli(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "usage:" in result.stdout
@@ -558,9 +622,15 @@ def test_demo_agent_runs_standalone() -> None:
 
 
 def test_smoke_script(server: Server) -> None:
-    """scripts/test_sse.sh passes against a live server, one PASS line per step."""
+    """scripts/test_sse.sh passes against a live server, one PASS line per step: with the token
+    in $AGENT_SUPERVISOR_TOKEN, or found by `agent-supervisor token` in the data dir."""
     result = subprocess.run(["bash", str(ROOT / "scripts" / "test_sse.sh"), server.url],
-                            check=False, capture_output=True, text=True, timeout=60, env=cli_env())
+                            check=False, capture_output=True, text=True, timeout=60,
+                            env=cli_env(AGENT_SUPERVISOR_TOKEN=server.token or ""))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASS") >= 6
     assert "FAIL" not in result.stdout + result.stderr
+    found = subprocess.run(["bash", str(ROOT / "scripts" / "test_sse.sh"), server.url], check=False,
+                           capture_output=True, text=True, timeout=60,
+                           env=cli_env(AGENT_SUPERVISOR_DATA_DIR=str(server.data_dir)))
+    assert found.returncode == 0, found.stdout + found.stderr
