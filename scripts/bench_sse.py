@@ -81,13 +81,13 @@ SCENARIOS = {
 }
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _get(url: str, headers: dict[str, str] | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
         return json.load(response)
 
 
-def _post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
@@ -148,19 +148,22 @@ def _start_ours(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict
         tmp / "server.log",
     )
     try:
+        # The default configuration, token included: the one written to server.json.
+        token = json.loads((tmp / "data" / "server.json").read_text())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
         agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
                  "--size", str(scenario.size)]
-        _post(server.url + "/api/agents", {"name": "ticker", "command": agent})
+        _post(server.url + "/api/agents", {"name": "ticker", "command": agent}, auth)
         deadline = time.monotonic() + 60
-        while _get(server.url + "/api/agents/ticker")["lines"] < scenario.prewarm_lines:
+        while _get(server.url + "/api/agents/ticker", auth)["lines"] < scenario.prewarm_lines:
             if time.monotonic() > deadline:
                 raise SystemExit("the tick agent printed nothing")
             time.sleep(0.05)
-        last_id = _get(server.url + "/api/agents/ticker")["last_event_id"]
+        last_id = _get(server.url + "/api/agents/ticker", auth)["last_event_id"]
     except BaseException:
         server.stop()
         raise
-    return server, f"{server.url}/api/agents/ticker/stream", {"Last-Event-ID": str(last_id)}
+    return server, f"{server.url}/api/agents/ticker/stream", {"Last-Event-ID": str(last_id), **auth}
 
 
 def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[ServerProcess, str, dict[str, str]]:
@@ -207,7 +210,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             cpu = (_cpu_seconds(pid) - cpu_start) / max(0.001, time.monotonic() - t_start)
             ticks_end = _cpu_ticks()
             steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
-            dropped = _get(server.url + "/api/sse/stats")["clients_dropped_slow"] if target == "ours" else None
+            dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target == "ours" else None
             summary, _ = load.communicate(timeout=duration + 120)
             result = json.loads(result_file.read_text())
         finally:
