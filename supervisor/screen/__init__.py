@@ -1,0 +1,12 @@
+"""Virtual screens: what a full-screen program shows, kept in memory (pure: no I/O, no Flask).
+
+- :class:`VirtualScreen` (``emulator.py``): a terminal emulator fed the same bytes as the line
+  pipeline; snapshots, row changes since a ``seq``, soft-wrap information.
+- :class:`AlternateScreenDetector` (``detector.py``): a byte scan that says when a program
+  enters the alternate screen, so that a screen can be started only for programs that use one.
+- ``grid.py``: rows of cells and how they render as text and as SGR-coloured strings.
+"""
+from supervisor.screen.detector import AlternateScreenDetector
+from supervisor.screen.emulator import DEC_GRAPHICS, Cursor, ScreenLine, VirtualScreen
+
+__all__ = ["DEC_GRAPHICS", "AlternateScreenDetector", "Cursor", "ScreenLine", "VirtualScreen"]

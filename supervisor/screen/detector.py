@@ -1,0 +1,48 @@
+"""Did the program enter the alternate screen? A byte scan, for starting a screen only when needed.
+
+Full-screen programs (codex, vim, less, htop) switch to the alternate screen first:
+``ESC [ ? 1049 h`` (or the older ``1047`` and ``47``, possibly among other modes in one
+sequence). Under ``screen = "auto"`` an agent runs no emulator until that happens, so a program
+that never does costs one ``bytes`` search per chunk (C speed, no decoding), and nothing else.
+A sequence cut between two chunks is found when its end arrives.
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = ["AlternateScreenDetector"]
+
+_ENTER = re.compile(rb"\x1b\[\?(?:[0-9;]*;)?(?:1049|1047|47)(?:;[0-9;]*)?h")
+#: The start of such a sequence, cut off by the end of a chunk.
+_PREFIX = re.compile(rb"\x1b(?:\[(?:\?[0-9;]*)?)?\Z")
+#: Longest start kept for the next chunk; a longer run of parameters is no mode switch we know.
+_TAIL_MAX = 64
+
+
+class AlternateScreenDetector:
+    """Feed it the output chunks; ``feed`` returns ``None`` until the program enters the
+    alternate screen, then, once, the bytes from the start of that sequence to the end of the
+    chunk (with the part of it that came in the chunk before): what to feed a new
+    :class:`~supervisor.screen.VirtualScreen`. ``entered`` stays true afterwards. Not safe to
+    share between threads."""
+
+    __slots__ = ("_tail", "entered")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.entered = False
+
+    def feed(self, data: bytes) -> bytes | None:
+        if self.entered:
+            return None
+        buf = self._tail + data if self._tail else data
+        self._tail = b""
+        if b"\x1b[?" in buf:
+            m = _ENTER.search(buf)
+            if m is not None:
+                self.entered = True
+                return buf[m.start():]
+        i = buf.rfind(b"\x1b", max(0, len(buf) - _TAIL_MAX))
+        if i >= 0 and _PREFIX.match(buf, i):
+            self._tail = buf[i:]
+        return None
