@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,27 +186,78 @@ class Tmux:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")} | TMUX_ENV
 
     def __enter__(self) -> Tmux:
-        command = f"{sys.executable} {REPLAY} {self.path} {self.marker}"
+        self.fifo = self.path.with_suffix(".fifo")
+        os.mkfifo(self.fifo)
+        self._feeds = 0
+        command = f"{sys.executable} {REPLAY} {self.path} {self.marker} {self.fifo}"
+        self._socket: Path | None = None
         self._run("-f", "/dev/null", "new-session", "-d", "-x", str(self.cols), "-y", str(self.rows),
                   command, ";", "set-option", "-g", "status", "off")
         try:
-            deadline = time.monotonic() + self.timeout
-            while self.info()["pane_title"] != self.marker:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"tmux did not show the replayed bytes within {self.timeout} s")
-                time.sleep(0.02)
+            self._socket = self.socket_path()
+            self.server_pid = int(self._run("display-message", "-p", "#{pid}").strip())
+            self._wait(lambda info: info["pane_title"] == self.marker, "the replayed bytes")
             size = self.info()
             assert (size["pane_width"], size["pane_height"]) == (str(self.cols), str(self.rows)), size
+            self._fifo = self._open_fifo()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _open_fifo(self) -> Any:
+        """Open the FIFO for writing once the replayer has opened it for reading (non-blocking
+        tries until the deadline: a plain open would wait forever for a dead replayer)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:  # ENXIO: no reader yet
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the replayer did not open its FIFO: {e}") from None
+                time.sleep(0.02)
+                continue
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "w")
+
+    def _wait(self, done: Any, what: str) -> None:
+        """Poll ``display-message`` until ``done(info)``; fail after the deadline."""
+        deadline = time.monotonic() + self.timeout
+        while not done(self.info()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tmux did not show {what} within {self.timeout} s: {self.info()}")
+            time.sleep(0.02)
+
+    def feed(self, data: bytes) -> None:
+        """Write more bytes to the pane, and wait until tmux has processed them."""
+        self._feeds += 1
+        path = self.path.with_name(f"{self.name}-{self._feeds}.raw")
+        path.write_bytes(data)
+        self._fifo.write(f"{path}\n")
+        self._fifo.flush()
+        marker = f"{self.marker}-{self._feeds}"
+        self._wait(lambda info: info["pane_title"] == marker, "the bytes fed later")
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Resize the pane (its window) and wait until tmux has done it."""
+        self._run("resize-window", "-x", str(cols), "-y", str(rows))
+        self._wait(lambda info: (info["pane_width"], info["pane_height"]) == (str(cols), str(rows)),
+                   f"the size {cols}x{rows}")
+        self.cols, self.rows = cols, rows
+
+    def socket_path(self) -> Path:
+        return Path(self._run("display-message", "-p", "#{socket_path}").strip())
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         """Kill the server and the replayer in it; wait until the server is gone."""
+        fifo = getattr(self, "_fifo", None)
+        if fifo is not None:
+            fifo.close()
+            self._fifo = None
+        socket = self._socket
         subprocess.run([self.tmux, "-L", self.name, "kill-server"], env=self.env,
                        capture_output=True, timeout=self.timeout)
         deadline = time.monotonic() + self.timeout
@@ -215,6 +266,11 @@ class Tmux:
             if time.monotonic() > deadline:
                 raise AssertionError(f"tmux server {self.name} did not stop")
             time.sleep(0.02)
+        if socket is not None:  # tmux leaves the socket file behind
+            socket.unlink(missing_ok=True)
+        for path in (self.path, getattr(self, "fifo", None)):
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def _run(self, *args: str) -> str:
         result = subprocess.run([self.tmux, "-L", self.name, *args], env=self.env, capture_output=True,
@@ -307,7 +363,8 @@ def apply_sgr(style: Style, params: str) -> Style:
 
 def ansi_rows(rows: Sequence[str], shift_out: bool = False) -> list[list[tuple[str, Style]]]:
     """Rows with SGR sequences as ``(text, style)`` per character (a combining mark stays with
-    the character before it), trailing default-looking spaces dropped.
+    the character before it), trailing spaces dropped, coloured ones too: tmux's capture never
+    shows those (a row erased with a background colour ends at its last character there).
 
     The style carries over from one row to the next, as in tmux's ``-e`` output. With
     ``shift_out``, characters between SO and SI (tmux's way of marking cells of the DEC
@@ -336,7 +393,7 @@ def ansi_rows(rows: Sequence[str], shift_out: bool = False) -> list[list[tuple[s
                 break
             style = apply_sgr(style, m.group(1))
             pos = m.end()
-        while cells and cells[-1][0] == " " and not _visible_blank(cells[-1][1]):
+        while cells and cells[-1][0] == " ":
             cells.pop()
         out.append(cells)
     return out
@@ -344,11 +401,6 @@ def ansi_rows(rows: Sequence[str], shift_out: bool = False) -> list[list[tuple[s
 
 def _text(cells: list[tuple[str, Style]]) -> str:
     return "".join(text for text, _ in cells)
-
-
-def _visible_blank(style: Style) -> bool:
-    """A space that shows: a background colour or reverse video."""
-    return bool(style[9]) or style[5]
 
 
 def diff_rows(ours: Sequence[str], theirs: Sequence[str]) -> list[str]:
@@ -375,8 +427,11 @@ class Program:
     steps: tuple[Step, ...] = ()
     quit_keys: bytes = b""
     env: tuple[tuple[str, str], ...] = ()
+    setup: Callable[[], object] | None = None  # makes the files the program needs
 
     def record(self, timeout: float = 15.0) -> bytes:
+        if self.setup is not None:
+            self.setup()
         return record(self.argv, self.cols, self.rows, self.steps, env=dict(self.env),
                       quit_keys=self.quit_keys, timeout=timeout)
 
@@ -393,7 +448,7 @@ def programs(workdir: Path) -> list[Program]:
     """Every program of the oracle comparison; ``workdir`` holds the file ``less`` shows."""
     python = sys.executable
     sequences = str(FIXTURES / "sequences.py")
-    text = less_input(workdir / "less-input.txt")
+    text = workdir / "less-input.txt"
     return [
         Program("curses", 80, 24, (python, str(FIXTURES / "curses_cells.py")),
                 (Step(b"curses-done"),), quit_keys=b"q"),
@@ -403,7 +458,7 @@ def programs(workdir: Path) -> list[Program]:
         Program("less", 80, 24, ("less", str(text)),
                 (Step(b"less-input.txt", b" "), Step(b"line 0035", b"jjj"),
                  Step(b"line 0038", b"/line 0077\r"), Step(b"line 0077")),
-                quit_keys=b"q", env=(("LESS", ""), ("LESSHISTFILE", "-"))),
+                quit_keys=b"q", env=(("LESS", ""), ("LESSHISTFILE", "-")), setup=lambda: less_input(text)),
         *(Program(name, 80, 24, (python, sequences, name))
           for name in ("wide", "altscreen", "altscreen-inside", "scroll", "edits", "sgr", "wrap")),
     ]
