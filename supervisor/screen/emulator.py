@@ -87,50 +87,35 @@ class ScreenLine(NamedTuple):
     text: str
 
 
-class _Pen:
-    """The SGR state of the cursor, as the code that recreates it (``"1;31"``) and the code
-    that erased cells get (its background only, as xterm erases).
+#: SGR state changes, remembered: "code before\0parameters" -> (code after, its background).
+#: A TUI sets the same few colours over and over, and parsing them each time was the largest
+#: cost of a redraw. The parsing itself is the line pipeline's (:class:`supervisor.lines._Style`).
+_SGR_AFTER: dict[str, tuple[str, str]] = {}
+#: code -> the parsed state it stands for, to go on from when a change is not remembered yet.
+_SGR_STATES: dict[str, tuple[dict[int, str], str, str, str]] = {"": ({}, "", "", "")}
+_SGR_MAX = 4096
 
-    Parsing is the line pipeline's (:class:`supervisor.lines._Style`), remembered per (code
-    before, parameters): a TUI sets the same few colours over and over, and parsing them each
-    time was the largest cost of a redraw. Copying a pen (to save the cursor) is two strings.
-    """
 
-    __slots__ = ("code", "erase_code")
-
-    #: "code before\0parameters" -> (code after, its background code).
-    _after: dict[str, tuple[str, str]] = {}
-    #: code -> the parsed state it stands for, to go on from on a miss.
-    _states: dict[str, tuple[dict[int, str], str, str, str]] = {"": ({}, "", "", "")}
-    _MAX = 4096
-
-    def __init__(self, code: str = "", erase_code: str = "") -> None:
-        self.code = code
-        self.erase_code = erase_code
-
-    def apply(self, params: str) -> None:
-        after = self._after.get(self.code + "\0" + params)
-        if after is None:
-            after = self._parse(params)
-        self.code, self.erase_code = after
-
-    def _parse(self, params: str) -> tuple[str, str]:
-        states = self._states
-        attrs, fg, bg, ul = states[self.code]
-        if len(states) > self._MAX or len(self._after) > self._MAX:  # bound the memory
-            states.clear()
-            self._after.clear()
-            states[""] = ({}, "", "", "")
-        style = _Style()
-        style._attrs, style._fg, style._bg, style._ul = dict(attrs), fg, bg, ul
-        style.apply(params)
-        states.setdefault(style.code, (style._attrs, style._fg, style._bg, style._ul))
-        after = (style.code, style._bg)
-        self._after[self.code + "\0" + params] = after
+def _sgr_after(code: str, params: str) -> tuple[str, str]:
+    """The style code after ``ESC[<params>m`` from style ``code``, and its background alone
+    (what erased cells get, as xterm erases)."""
+    key = code + "\0" + params
+    after = _SGR_AFTER.get(key)
+    if after is not None:
         return after
-
-    def copy(self) -> _Pen:
-        return _Pen(self.code, self.erase_code)
+    attrs, fg, bg, ul = _SGR_STATES.get(code) or _SGR_STATES[""]
+    if len(_SGR_STATES) > _SGR_MAX or len(_SGR_AFTER) > _SGR_MAX:  # bound the memory
+        _SGR_STATES.clear()
+        _SGR_AFTER.clear()
+        _SGR_STATES[""] = ({}, "", "", "")
+        _SGR_STATES[code] = (attrs, fg, bg, ul)
+    style = _Style()
+    style._attrs, style._fg, style._bg, style._ul = dict(attrs), fg, bg, ul
+    style.apply(params)
+    _SGR_STATES.setdefault(style.code, (style._attrs, style._fg, style._bg, style._ul))
+    after = (style.code, style._bg)
+    _SGR_AFTER[key] = after
+    return after
 
 
 class _Saved(NamedTuple):
@@ -139,7 +124,8 @@ class _Saved(NamedTuple):
     x: int
     y: int
     pending: bool
-    pen: _Pen
+    code: str
+    erase: str
     origin: bool
     charsets: tuple[str, str]
     shift: int
@@ -196,7 +182,8 @@ class VirtualScreen:
         self._bracketed_paste = False
         self._top, self._bottom = 0, self._rows - 1
         self._tabs = self._default_tabs(self._cols)
-        self._pen = _Pen()
+        self._code = ""  # the style new cells get (an SGR parameter string)
+        self._erase = ""  # the style erased cells get: the background alone
         self._charsets = ("B", "B")
         self._shift = 0
         self._graphics = False
@@ -365,6 +352,7 @@ class VirtualScreen:
             self._in_string = False
             pos = m.end() if m.group() == "\x07" else m.start()
         match = _TOKEN.match
+        sgr_after = _SGR_AFTER.get
         while pos < end:
             m = match(text, pos)
             if m is None:
@@ -379,7 +367,7 @@ class VirtualScreen:
                 x = self._x
                 if (x + len(chunk) < self._cols and not self._pending and not self._graphics
                         and not self._insert and (chunk.isascii() or not chunk.translate(NARROW_SEEN))):
-                    self._buf[self._y].put(x, chunk, self._pen.code, self._stamp)
+                    self._buf[self._y].put(x, chunk, self._code, self._stamp)
                     self._x = x + len(chunk)
                     self._last_char = chunk[-1]
                     self._changed = True
@@ -390,7 +378,7 @@ class VirtualScreen:
                 if inter or params[:1] in _PRIVATE:
                     self._csi(params, inter, final)
                 elif final == "m":
-                    self._pen.apply(params)
+                    self._code, self._erase = sgr_after(self._code + "\0" + params) or _sgr_after(self._code, params)
                 elif final == "H" and not self._origin:
                     row, _, col = params.partition(";")
                     y = int(row) - 1 if row.isdigit() and row != "0" else 0
@@ -448,7 +436,7 @@ class VirtualScreen:
         self._linefeed()
 
     def _print_narrow(self, text: str) -> None:
-        cols, stamp, code = self._cols, self._stamp, self._pen.code
+        cols, stamp, code = self._cols, self._stamp, self._code
         while text:
             if self._pending:
                 if self._autowrap:
@@ -509,7 +497,7 @@ class VirtualScreen:
         row, x = self._buf[self._y], self._x
         if self._insert:
             row.insert(x, 2, "", self._stamp)
-        row.put_wide(x, ch, self._pen.code, self._stamp)
+        row.put_wide(x, ch, self._code, self._stamp)
         if x + 2 >= cols:
             self._x = cols - 1
             self._pending = self._autowrap
@@ -590,10 +578,10 @@ class VirtualScreen:
         buf, stamp = self._buf, self._stamp
         if n == 1:  # a line of output at the bottom: the common case, without copying the list
             row = buf.pop(top)
-            row.clear(self._pen.erase_code, stamp)
+            row.clear(self._erase, stamp)
             buf.insert(bottom, row)
         else:
-            fresh = blank_rows(n, self._cols, stamp, self._pen.erase_code)
+            fresh = blank_rows(n, self._cols, stamp, self._erase)
             buf[top:bottom + 1] = buf[top + n:bottom + 1] + fresh
         self._moved(top, bottom)
 
@@ -603,7 +591,7 @@ class VirtualScreen:
         bottom = self._bottom
         n = min(n, bottom - top + 1)
         buf, stamp = self._buf, self._stamp
-        fresh = blank_rows(n, self._cols, stamp, self._pen.erase_code)
+        fresh = blank_rows(n, self._cols, stamp, self._erase)
         buf[top:bottom + 1] = fresh + buf[top:bottom + 1 - n]
         self._moved(top, bottom)
 
@@ -666,7 +654,7 @@ class VirtualScreen:
         if params[:1] in (">", "<", "="):
             return
         if final == "m":
-            self._pen.apply(params)
+            self._code, self._erase = _sgr_after(self._code, params)
             return
         args = _ints(params) if params else []
         handler = _CSI_HANDLERS.get(final)
@@ -708,7 +696,7 @@ class VirtualScreen:
 
     def _erase_line(self, args: list[int]) -> None:
         mode = args[0] if args else 0
-        row, code = self._buf[self._y], self._pen.erase_code
+        row, code = self._buf[self._y], self._erase
         if mode == 0:
             row.erase(self._x, self._cols, code, self._stamp)
         elif mode == 1:
@@ -720,7 +708,7 @@ class VirtualScreen:
 
     def _erase_display(self, args: list[int]) -> None:
         mode = args[0] if args else 0
-        code, stamp, cols = self._pen.erase_code, self._stamp, self._cols
+        code, stamp, cols = self._erase, self._stamp, self._cols
         if mode == 0:
             self._buf[self._y].erase(self._x, cols, code, stamp)
             rows = range(self._y + 1, self._rows)
@@ -747,7 +735,7 @@ class VirtualScreen:
             self._goto(0, self._y)
 
     def _edit_row(self, op: str, args: list[int]) -> None:
-        row, n, code = self._buf[self._y], _arg(args), self._pen.erase_code
+        row, n, code = self._buf[self._y], _arg(args), self._erase
         if op == "@":
             row.insert(self._x, n, code, self._stamp)
         elif op == "P":
@@ -813,7 +801,7 @@ class VirtualScreen:
         if on:
             if save_cursor:
                 self._save_cursor()
-            self._alt = blank_rows(self._rows, self._cols, self._stamp, self._pen.erase_code)
+            self._alt = blank_rows(self._rows, self._cols, self._stamp, self._erase)
             self._buf = self._alt
         else:
             self._buf = self._main
@@ -826,19 +814,19 @@ class VirtualScreen:
         self._pending = False
 
     def _save_cursor(self) -> None:
-        self._saved[self._alternate] = _Saved(self._x, self._y, self._pending, self._pen.copy(),
+        self._saved[self._alternate] = _Saved(self._x, self._y, self._pending, self._code, self._erase,
                                               self._origin, self._charsets, self._shift)
 
     def _restore_cursor(self) -> None:
         saved = self._saved.get(self._alternate)
         if saved is None:
             self._goto(0, 0)
-            self._pen = _Pen()
+            self._code = self._erase = ""
             self._origin = False
             return
         self._goto(saved.x, saved.y)
         self._pending = saved.pending
-        self._pen = saved.pen.copy()
+        self._code, self._erase = saved.code, saved.erase
         self._origin = saved.origin
         self._charsets, self._shift = saved.charsets, saved.shift
         self._graphics = self._charsets[self._shift] == "0"
@@ -847,7 +835,7 @@ class VirtualScreen:
         self._insert = self._origin = False
         self._autowrap = self._cursor_visible = True
         self._top, self._bottom = 0, self._rows - 1
-        self._pen = _Pen()
+        self._code = self._erase = ""
         self._charsets, self._shift, self._graphics = ("B", "B"), 0, False
         self._saved.pop(self._alternate, None)
         self._changed = True
