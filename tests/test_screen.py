@@ -167,6 +167,11 @@ def test_save_and_restore_the_cursor_with_its_colour() -> None:
     assert snap["ansi"][1] == "  \x1b[0;31my\x1b[0m"
 
 
+def test_mode_1048_saves_and_restores_the_cursor() -> None:
+    """xterm's cursor save as a mode (tmux 3.3a ignores it)."""
+    assert text(b"\x1b[2;3H\x1b[?1048h\x1b[5;9Hfar\x1b[?1048lnear")[1] == "  near"
+
+
 def test_origin_mode_moves_inside_the_scroll_region() -> None:
     assert text(b"\x1b[2;4r\x1b[?6h\x1b[1;1Ha\x1b[9;1Hb", rows=5) == ["", "a", "", "b", ""]
 
