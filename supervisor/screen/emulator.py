@@ -91,8 +91,6 @@ class ScreenLine(NamedTuple):
 #: A TUI sets the same few colours over and over, and parsing them each time was the largest
 #: cost of a redraw. The parsing itself is the line pipeline's (:class:`supervisor.lines._Style`).
 _SGR_AFTER: dict[str, tuple[str, str]] = {}
-#: code -> the parsed state it stands for, to go on from when a change is not remembered yet.
-_SGR_STATES: dict[str, tuple[dict[int, str], str, str, str]] = {"": ({}, "", "", "")}
 _SGR_MAX = 4096
 
 
@@ -101,20 +99,14 @@ def _sgr_after(code: str, params: str) -> tuple[str, str]:
     (what erased cells get, as xterm erases)."""
     key = code + "\0" + params
     after = _SGR_AFTER.get(key)
-    if after is not None:
-        return after
-    attrs, fg, bg, ul = _SGR_STATES.get(code) or _SGR_STATES[""]
-    if len(_SGR_STATES) > _SGR_MAX or len(_SGR_AFTER) > _SGR_MAX:  # bound the memory
-        _SGR_STATES.clear()
-        _SGR_AFTER.clear()
-        _SGR_STATES[""] = ({}, "", "", "")
-        _SGR_STATES[code] = (attrs, fg, bg, ul)
-    style = _Style()
-    style._attrs, style._fg, style._bg, style._ul = dict(attrs), fg, bg, ul
-    style.apply(params)
-    _SGR_STATES.setdefault(style.code, (style._attrs, style._fg, style._bg, style._ul))
-    after = (style.code, style._bg)
-    _SGR_AFTER[key] = after
+    if after is None:
+        style = _Style()
+        style.apply(code)  # a code is the SGR parameters that recreate its state
+        style.apply(params)
+        after = (style.code, style._bg)
+        if len(_SGR_AFTER) >= _SGR_MAX:  # bound the memory
+            _SGR_AFTER.clear()
+        _SGR_AFTER[key] = after
     return after
 
 
