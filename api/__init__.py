@@ -3,6 +3,8 @@
 ``create_app(config)`` builds everything (the registry of agents, the stream manager) and keeps
 it in ``app.extensions["agent_supervisor"]``; there is no module-level app. Serve it with
 :func:`api.server.run_server`, which uses gevent's WSGI server: the streams depend on it.
+:func:`close_app` undoes what ``create_app`` did (Flask has no hook for the end of an app, only
+for the end of each request's context): the server calls it at shutdown, tests after each app.
 """
 from __future__ import annotations
 
@@ -10,28 +12,37 @@ from flask import Flask
 
 from supervisor.config import Config, load_config
 from supervisor.registry import Registry
+from supervisor.store import AgentRecord
 
 from . import agents, auth, errors, monitor, pages, security, stream
 from .ext import EXTENSION, Supervisor
-from .sse_manager import SSEManager
+from .shapes import agent_json
+from .sse import SSEManager
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:
-    """Build the application. ``registry`` defaults to one on ``config.data_dir``.
+    """Build the application. ``registry`` defaults to one on ``config.data_dir``, which the
+    app then owns (:func:`close_app` shuts it down); a registry passed in stays the caller's.
 
     ``config.token`` is used as given: None means no authentication (an in-process test app);
     :func:`api.server.run_server` generates one for a real server."""
     config = config if config is not None else load_config()
+    owns_registry = registry is None
     registry = registry if registry is not None else Registry(config)
     app = Flask(__name__, static_folder=str(pages.STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
+    eventlog = registry.eventlog
+
+    def describe(record: AgentRecord) -> dict[str, object]:
+        return agent_json(record, eventlog.last_id(record.name))
 
     def is_done(name: str) -> bool:
         return name not in registry or not registry.get(name).active
 
+    registry.describe = describe
     streams = SSEManager(
-        registry.eventlog,
+        eventlog,
         is_done=is_done,
         queue_size=config.queue_size,
         queue_bytes=config.queue_bytes,
@@ -41,9 +52,16 @@ def create_app(config: Config | None = None, registry: Registry | None = None) -
         max_clients_per_agent=config.max_clients_per_agent,
     )
     streams.start()
-    app.extensions[EXTENSION] = Supervisor(config, registry, streams)
+    app.extensions[EXTENSION] = Supervisor(config, registry, streams, owns_registry)
     errors.register(app)
     security.register(app, config, authenticate=auth.register(app, config.token, config.cors_origins))
     for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp, auth.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def close_app(app: Flask, grace: float | None = None) -> None:
+    """End what :func:`create_app` started: stop the agents of a registry the app owns (their
+    last events still reach the streams), then end every stream and leave the bus. Idempotent."""
+    ext: Supervisor = app.extensions[EXTENSION]
+    ext.close(grace)

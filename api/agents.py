@@ -9,6 +9,7 @@ from supervisor.exceptions import InvalidRequest
 
 from .errors import ApiError
 from .ext import current, read_json
+from .shapes import agent_json
 
 bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
@@ -17,9 +18,8 @@ MAX_EVENTS_PAGE = 10_000
 
 def _summary(name: str) -> dict[str, Any]:
     ext = current()
-    data = ext.registry.get(name).summary()
-    data["clients"] = ext.streams.clients_of(name)
-    return data
+    record = ext.registry.get(name).record()
+    return agent_json(record, ext.registry.eventlog.last_id(name), ext.streams.clients_of(name))
 
 
 def _object(body: Any) -> dict[str, Any]:

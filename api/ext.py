@@ -11,7 +11,7 @@ from supervisor.config import Config
 from supervisor.registry import Registry
 
 from .errors import ApiError
-from .sse_manager import SSEManager
+from .sse import SSEManager
 
 EXTENSION = "agent_supervisor"
 
@@ -23,6 +23,18 @@ class Supervisor:
     config: Config
     registry: Registry
     streams: SSEManager
+    #: The registry was made by ``create_app``: closing the app shuts it down.
+    owns_registry: bool = False
+    closed: bool = False
+
+    def close(self, grace: float | None = None) -> None:
+        """Stop an owned registry's agents, then end the streams (see ``api.close_app``)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.owns_registry:
+            self.registry.shutdown(grace)
+        self.streams.close()
 
 
 def current() -> Supervisor:

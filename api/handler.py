@@ -2,7 +2,7 @@
 malformed or stalled requests with a JSON error instead of an empty page or a hang.
 
 A stream's connection outlives its request: once the response head and the history replay are
-written, :class:`~api.sse_manager.SSEManager` owns the socket and feeds it from one writer loop
+written, :class:`~api.sse.SSEManager` owns the socket and feeds it from one writer loop
 for all clients, and the request's greenlet ends. ``environ[DETACH_KEY]()`` performs the
 hand-over: pywsgi then neither writes a response nor closes the socket.
 

@@ -23,7 +23,7 @@ from supervisor import runtime
 from supervisor.config import Config
 from supervisor.exceptions import ConfigError
 
-from . import create_app
+from . import close_app, create_app
 from .ext import EXTENSION, Supervisor
 from .handler import handler_for
 
@@ -109,8 +109,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
         runtime.write_runtime_file(config.data_dir, url, config.token)
     except OSError as exc:
         server.close()
-        ext.registry.shutdown()
-        ext.streams.close()
+        close_app(app)
         raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
     if demo:
         if "demo" in ext.registry and ext.registry.get("demo").active:
@@ -129,8 +128,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     finally:
         server.close()  # stop accepting
         runtime.remove_runtime_file(config.data_dir)
-        ext.registry.shutdown()
-        ext.streams.close()
+        close_app(app)  # stops the agents, then ends the streams
         server.stop(timeout=2)
         log.info("stopped")
 

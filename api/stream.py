@@ -1,5 +1,5 @@
 """The SSE endpoints: one agent's stream, and every agent's. The streaming itself is the
-:class:`~api.sse_manager.SSEManager`'s; these views only check the request and hand it over."""
+:class:`~api.sse.SSEManager`'s; these views only check the request and hand it over."""
 from __future__ import annotations
 
 import re

@@ -1,21 +1,53 @@
 """The one door every event goes through: give it an id, keep it in history, publish it.
 
-This is the seam the design note asks for. :class:`EventLog` is the embedded backend (ids from a
-counter, history in :class:`~supervisor.history.AgentHistory` files, publishing on the blinker
-signals); a distributed backend (Redis Streams: ``XADD`` assigns the id and stores in one step,
-``XREAD`` feeds subscribers) would implement the same four calls, ``append``, ``read_after``,
-``last_id`` and ``flush``, and neither the process wrapper nor the SSE manager would change.
+The contract
+------------
+:class:`EventLogBackend` is what the rest of the server may rely on, written for a backend that
+is not in this process (Redis Streams: ``XADD`` assigns the id and stores in one step, one
+reader per node publishes what it reads). The SSE manager, the registry and the agents use the
+log through these calls only:
+
+- ``append(agent_name, type, data, channel=None) -> Event`` gives the event the next id and
+  keeps it: once ``append`` returns, ``read_after`` finds it. Handing it to subscribers may come
+  *later* than the return (the backend's reader publishes); it never comes before the event is
+  readable.
+- ``read_after(after_id, agent_name=None, limit=None) -> Replay``: what is kept after an id, oldest
+  first, with an honest ``reset`` when some of it is gone. It may yield to the hub (a network
+  round trip, a disk read), except when the reader is caught up: a call that returns no events
+  returns without yielding, so a caller can register for live events in the same breath.
+- ``last_id(agent_name=None) -> int``: the newest id kept, of one agent or of all.
+- ``flush()``: make what was appended durable (cheap when nothing is pending).
+- ``subscribe(receiver, types) -> Subscription``: ``receiver(sender, event=event)`` is called for
+  every event of those types appended after ``last_id()`` as it was when it subscribed, once
+  each, in id order, until the subscription is closed. Subscribers must tell by id what they
+  have already read from history: delivery may lag behind ``read_after``.
+- Named extras: ``last_events(agent_name, n)`` (the newest ``n`` of one agent, for counts after a
+  crash), ``remove(agent_name)`` (forget an agent's history), ``events_published`` (appended
+  by this process, for the stats), ``signal(type)`` (the blinker signal, for blinker's test
+  helpers) and ``close()``.
+
+Ids are strictly increasing integers, never reused, shared by all agents of one supervisor.
+
+The embedded backend
+--------------------
+:class:`EventLog` keeps ids in a counter, history in :class:`~supervisor.history.AgentHistory`
+files and publishes on its own :class:`~supervisor.bus.EventBus`. It hands each event to its
+subscribers before ``append`` returns (which the contract allows and does not promise), and its
+``read_after`` never yields.
 """
 from __future__ import annotations
 
 import heapq
 import logging
-import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from . import events, signals
+from blinker import Signal
+
+from . import datadir, events
+from .bus import EventBus, Receiver, Subscription
 from .events import Event
 from .history import AgentHistory
 
@@ -41,8 +73,33 @@ class Replay:
     first_available: int | None = None
 
 
+class EventLogBackend(Protocol):
+    """The event log as the rest of the server sees it: see the module docstring."""
+
+    @property
+    def events_published(self) -> int: ...
+
+    def append(self, agent_name: str, type: str, data: dict[str, Any], channel: str | None = None) -> Event: ...
+
+    def read_after(self, after_id: int, agent_name: str | None = None, limit: int | None = None) -> Replay: ...
+
+    def last_id(self, agent_name: str | None = None) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def subscribe(self, receiver: Receiver, types: Iterable[str] = events.EVENT_TYPES) -> Subscription: ...
+
+    def signal(self, type: str) -> Signal: ...
+
+    def last_events(self, agent_name: str, n: int) -> list[Event]: ...
+
+    def remove(self, agent_name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class EventLog:
-    """Ids, history and publishing for every agent of one supervisor.
+    """The embedded backend: ids, history files and a bus for every agent of one supervisor.
 
     ``data_dir`` None keeps history in memory only (for tests and throw-away runs). Not safe to
     share between threads: the whole server runs on one gevent hub.
@@ -61,11 +118,13 @@ class EventLog:
         self.memory_bytes = memory_bytes
         self._histories: dict[str, AgentHistory] = {}
         self._dirty: set[AgentHistory] = set()
-        self.events_published = 0
+        self._bus = EventBus(self)
+        self._published = 0
         self._last_id = 0
         if data_dir is not None:
-            (data_dir / "agents").mkdir(parents=True, exist_ok=True)
-            for directory in sorted((data_dir / "agents").iterdir()):
+            agents = datadir.agents_dir(data_dir)
+            agents.mkdir(parents=True, exist_ok=True)
+            for directory in sorted(agents.iterdir()):
                 if directory.is_dir():
                     self._open(directory.name)
         self._open(SUPERVISOR_CHANNEL)
@@ -75,8 +134,8 @@ class EventLog:
         if self.data_dir is None:
             return None
         if channel == SUPERVISOR_CHANNEL:
-            return self.data_dir / "supervisor"
-        return self.data_dir / "agents" / channel
+            return datadir.supervisor_dir(self.data_dir)
+        return datadir.agent_dir(self.data_dir, channel)
 
     def _open(self, channel: str) -> AgentHistory:
         history = self._histories.get(channel)
@@ -86,6 +145,11 @@ class EventLog:
             )
             self._histories[channel] = history
         return history
+
+    @property
+    def events_published(self) -> int:
+        """Events appended by this process (not those found on disk at start)."""
+        return self._published
 
     # -- the four calls --------------------------------------------------------------------
 
@@ -101,8 +165,8 @@ class EventLog:
         history = self._open(channel or agent_name)
         history.append(event)
         self._dirty.add(history)
-        self.events_published += 1
-        signals.send_safely(signals.BY_TYPE[type], agent_name, event)
+        self._published += 1
+        self._bus.publish(event)
         if type == events.COMPLETE:
             # The agent is done: give its file descriptor back (a new run reopens the file).
             self._dirty.discard(history)
@@ -112,7 +176,7 @@ class EventLog:
     def read_after(self, after_id: int, agent_name: str | None = None, limit: int | None = None) -> Replay:
         """Events newer than ``after_id`` of one agent, or of every agent (and the supervisor's
         own channel) when ``agent_name`` is None, oldest first. Ids from the future, or older
-        than what is retained, give a :class:`Replay` with ``reset`` set."""
+        than what is retained, give a :class:`Replay` with ``reset`` set. Never yields."""
         histories = self._selected(agent_name)
         if after_id > self._last_id:
             # The reader knows ids this log never issued: its data directory was wiped.
@@ -135,27 +199,32 @@ class EventLog:
         while self._dirty:
             self._dirty.pop().flush()
 
-    # -- bookkeeping -----------------------------------------------------------------------
+    # -- listening -------------------------------------------------------------------------
 
-    def history(self, agent_name: str) -> AgentHistory:
-        return self._open(agent_name)
+    def subscribe(self, receiver: Receiver, types: Iterable[str] = events.EVENT_TYPES) -> Subscription:
+        """See :meth:`supervisor.bus.EventBus.subscribe`; close the handle to stop listening."""
+        return self._bus.subscribe(receiver, types)
 
-    def known_agents(self) -> list[str]:
-        """Agents that have a history (from this run or a previous one), in name order."""
-        return sorted(name for name in self._histories if name != SUPERVISOR_CHANNEL)
+    def signal(self, type: str) -> Signal:
+        """The blinker signal of events of ``type`` (for ``muted()`` and ``connected_to()``)."""
+        return self._bus.signal(type)
 
-    def agent_directory(self, agent_name: str) -> Path | None:
-        return self._directory(agent_name)
+    def receiver_count(self) -> int:
+        return self._bus.receiver_count()
+
+    # -- named extras ----------------------------------------------------------------------
+
+    def last_events(self, agent_name: str, n: int) -> list[Event]:
+        """The newest ``n`` events of one agent, oldest first."""
+        history = self._histories.get(agent_name)
+        return history.last(n) if history is not None else []
 
     def remove(self, agent_name: str) -> None:
-        """Forget an agent's history, on disk too."""
-        history = self._histories.pop(agent_name, None)
+        """Forget an agent's history, its files too (the folder goes once nothing else is in it)."""
+        history = self._histories.pop(agent_name, None)  # every folder on disk was opened at start
         if history is not None:
             self._dirty.discard(history)
-            history.close()
-        directory = self._directory(agent_name)
-        if directory is not None and directory.exists():
-            shutil.rmtree(directory, ignore_errors=True)
+            history.destroy()
 
     def close(self) -> None:
         self.flush()

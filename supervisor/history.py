@@ -219,6 +219,20 @@ class AgentHistory:
         completes, so that agents that are done hold no file descriptor."""
         self._close_file()
 
+    def destroy(self) -> None:
+        """Close and delete every file of this history; its folder too if nothing else is in it."""
+        self._close_file()
+        if self.directory is None:
+            return
+        for segment in self._segments:
+            segment.path.unlink(missing_ok=True)
+        (self.directory / FORGOTTEN_FILE).unlink(missing_ok=True)
+        self._segments = []
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass  # not empty: the agent's other files are not the history's to delete
+
     # -- reading ---------------------------------------------------------------------------
 
     @property

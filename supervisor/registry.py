@@ -7,71 +7,71 @@ re-creating or deleting a running agent, the maximum number of agents.
 """
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
 
-from . import events
-from .agent import AGENT_FILE, Agent
+from . import datadir, events
+from .agent import Agent
 from .config import Config
-from .eventlog import SUPERVISOR_CHANNEL, EventLog
+from .eventlog import SUPERVISOR_CHANNEL, EventLog, EventLogBackend
 from .exceptions import AgentNotFound, AgentRunning, DataDirError, TooManyAgents
 from .spec import build_spec, validate_name
+from .store import AgentRecord, AgentStore
 
 log = logging.getLogger(__name__)
 
+#: How an agent is shown to the outside world: the API's agent JSON. ``agent_added`` carries
+#: it, so that a consumer of the all-agents stream gets what ``GET /api/agents/<name>`` gives.
+Describe = Callable[[AgentRecord], dict[str, Any]]
 
-def _check_writable(data_dir: Path) -> None:
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise DataDirError(
-            f"data directory {str(data_dir)!r} is not writable ({exc.strerror or exc});"
-            " choose another with --data-dir or AGENT_SUPERVISOR_DATA_DIR"
-        ) from exc
+
+def _name_only(record: AgentRecord) -> dict[str, Any]:
+    return {"name": record.name}
 
 
 class Registry:
     """All agents of one supervisor. Methods run in greenlets of one gevent hub.
 
-    ``data_dir`` None (the default is the config's) keeps nothing on disk; pass
-    ``persist=False`` for that.
+    Keeps its agents' events in ``eventlog`` (default: the embedded :class:`EventLog` on the
+    config's data directory) and their records in ``store``; ``persist=False`` keeps nothing on
+    disk. ``describe`` renders an agent for its ``agent_added`` event (the API passes its agent
+    JSON; by default only the name).
     """
 
-    def __init__(self, config: Config, *, persist: bool = True) -> None:
+    def __init__(self, config: Config, *, persist: bool = True, eventlog: EventLogBackend | None = None,
+                 store: AgentStore | None = None, describe: Describe | None = None) -> None:
         self.config = config
         data_dir = Path(config.data_dir) if persist else None
         if data_dir is not None:
-            _check_writable(data_dir)
-        try:
-            self.eventlog = EventLog(
-                data_dir, config.history_size, config.history_max_events, config.history_memory_bytes
-            )
-        except OSError as exc:
-            raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
+            datadir.check_writable(data_dir)
+        if eventlog is None:
+            try:
+                eventlog = EventLog(
+                    data_dir, config.history_size, config.history_max_events, config.history_memory_bytes
+                )
+            except OSError as exc:
+                raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
+        self.eventlog: EventLogBackend = eventlog
+        self.store = store if store is not None else AgentStore(data_dir)
+        self.describe: Describe = describe or _name_only
         self._agents: dict[str, Agent] = {}
         self._stoppers: set[gevent.Greenlet[..., Any]] = set()
         self._restore()
 
     def _restore(self) -> None:
-        for name in self.eventlog.known_agents():
-            directory = self.eventlog.agent_directory(name)
-            if directory is None:
-                continue
-            path = directory / AGENT_FILE
+        for name in self.store.names():
             try:
-                record = json.loads(path.read_text())
-                self._agents[name] = Agent.restore(record, self.eventlog, self.config)
+                record = self.store.load(name)
             except FileNotFoundError:
-                continue  # history without a definition: a half-deleted agent
+                continue  # gone since it was listed
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("cannot restore agent %r from %s: %s", name, path, exc)
+                log.warning("cannot restore agent %r: %s", name, exc)
+                continue
+            self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -106,10 +106,10 @@ class Registry:
                 raise TooManyAgents(
                     f"{self.config.max_agents} agents are defined; delete some or raise max_agents"
                 )
-            agent = Agent(spec, self.eventlog, self.config, extractors)
+            agent = Agent(spec, self.eventlog, self.config, extractors, self.store)
             self._agents[spec.name] = agent
             self.eventlog.append(
-                spec.name, events.AGENT_ADDED, {"agent": agent.summary()}, channel=SUPERVISOR_CHANNEL
+                spec.name, events.AGENT_ADDED, {"agent": self.describe(agent.record())}, channel=SUPERVISOR_CHANNEL
             )
         if start:
             agent.restarts = 0
@@ -146,6 +146,7 @@ class Registry:
             raise AgentRunning(f"agent {name!r} is {agent.state}; stop it before deleting it")
         del self._agents[name]
         self.eventlog.remove(name)
+        self.store.remove(name)
         self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
 
     def shutdown(self, grace: float | None = None) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import gevent
 import pytest
 
-from supervisor import signals
+from supervisor import events
 from supervisor.events import Event
 from supervisor.exceptions import (
     AgentNotRunning,
@@ -317,13 +317,8 @@ def test_a_raising_listener_breaks_nothing(registry: Registry) -> None:
     def good(sender: str, event: Event) -> None:
         seen.append(event.id)
 
-    signals.log_line.connect(bad)
-    signals.log_line.connect(good)
-    try:
+    with registry.eventlog.subscribe(bad, types=[events.LOG]), registry.eventlog.subscribe(good, types=[events.LOG]):
         run_to_end(registry, name="robust", command=["printf", "a\\nb\\n"])
-    finally:
-        signals.log_line.disconnect(bad)
-        signals.log_line.disconnect(good)
     assert lines(registry, "robust") == ["a", "b"] and len(seen) == 2
 
 
@@ -373,3 +368,18 @@ def test_value_on_the_next_line(registry: Registry) -> None:
                command=["printf", "%s\\n", "tokens used", "", "73,347", "tokens used: 12"])
     found = [e.data for e in history(registry, "codexish", "extraction") if e.data["name"] == "codex.tokens"]
     assert [(d["value"], d["line_num"], d.get("value_line")) for d in found] == [("73,347", 1, 3), ("12", 4, None)]
+
+
+def test_restart_with_a_grace_of_zero_kills_at_once(registry: Registry) -> None:
+    """An agent whose stop_grace_s is 0 is SIGKILLed at once on restart: 0 is a grace, not
+    "use the default" (the config's 2 s here)."""
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)"
+    agent = registry.create({"name": "stubborn", "command": [PY, "-c", code], "stop_grace_s": 0})
+    gwait(lambda: "up" in lines(registry, "stubborn"), 10, "the first run")
+    assert agent.grace_s() == 0 and agent.grace_s(1.5) == 1.5
+    started = time.monotonic()
+    registry.restart("stubborn", wait=True)
+    assert time.monotonic() - started < 1.5, "restart waited for a grace period it does not have"
+    exited = [e.data for e in history(registry, "stubborn", "state") if e.data["state"] == "exited"]
+    assert exited[0]["signal"] == "SIGKILL" and agent.run == 2
+    registry.stop("stubborn", wait=True)

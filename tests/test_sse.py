@@ -9,8 +9,10 @@ from typing import Any, Callable
 import gevent
 import pytest
 
-from api import sse
-from api.sse_manager import Client, SSEManager
+from api.sse import SSEManager
+from api.sse import frames as sse
+from api.sse.backlog import Backlog
+from api.sse.connection import Connection
 from supervisor.eventlog import EventLog
 from supervisor.events import Event
 
@@ -74,13 +76,14 @@ def manager() -> Any:
     mgr.close()
 
 
-def live_client(mgr: SSEManager, agent: str | None, rcvbuf: int | None = None) -> tuple[Client, socket.socket]:
+def live_client(mgr: SSEManager, agent: str | None, rcvbuf: int | None = None) -> tuple[Connection, socket.socket]:
     server_side, client_side = socket.socketpair()
     if rcvbuf:
         client_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
-    client = Client("t", agent, "test", plain=False)
+    client = Connection("t", agent, "test", False, Backlog(mgr.queue_size, mgr.queue_bytes))
     mgr._clients[client.id + str(id(client))] = client
+    server_side.setblocking(False)
     mgr._go_live(client, server_side, 0)
     return client, client_side
 
@@ -111,7 +114,7 @@ def test_publish_reaches_live_clients_in_one_write(manager: Any) -> None:
     log.append("b", "log", {"line": "other agent"})
     data = drain(peer, lambda d: d.count(b"\n\n") >= 3)
     assert [json.loads(f["data"][0])["data"]["line"] for f in parse(data)] == ["l0", "l1", "l2"]
-    assert client.events_sent == 3 and client.fast and not client.pending
+    assert client.events_sent == 3 and client.fast and not client.backlog
 
 
 def test_client_leaves_and_rejoins_the_fast_path_without_losing_count(manager: Any) -> None:
@@ -128,7 +131,7 @@ def test_client_leaves_and_rejoins_the_fast_path_without_losing_count(manager: A
         gevent.sleep(0)
         if not client.fast:
             break
-    assert not client.fast and client.pending, "a short write leaves a backlog"
+    assert not client.fast and client.backlog, "a short write leaves a backlog"
     assert not client.closed, "within the queue's bounds: kept"
     received = drain(peer, lambda d: d.count(b"\n\n") >= published)
     wait_until = time.monotonic() + 5
@@ -144,7 +147,7 @@ def test_client_leaves_and_rejoins_the_fast_path_without_losing_count(manager: A
     assert client.events_sent == published and client.describe()["sent"] == published
     assert other.fast and other.events_sent == published
     assert len(parse(drain(other_peer, lambda d: d.count(b"\n\n") >= published))) == published
-    assert mgr.events_delivered == 2 * published
+    assert mgr.counters.events_delivered == 2 * published
 
 
 def test_full_queue_drops_the_client_at_once(manager: Any) -> None:
@@ -163,7 +166,7 @@ def test_full_queue_drops_the_client_at_once(manager: Any) -> None:
         except BlockingIOError:
             pass
     assert time.monotonic() - started < 5
-    assert slow.closed and mgr.clients_dropped_slow == 1
+    assert slow.closed and mgr.counters.clients_dropped_slow == 1
     assert not fast.closed
     before = received
     received += drain(fast_peer, lambda d: (before + d).count(b"\n\n") >= 200)
@@ -179,7 +182,7 @@ def test_byte_bound_drops_a_client_with_huge_lines(manager: Any) -> None:
     for _ in range(4):
         log.append("a", "log", {"line": "y" * 60_000})
         gevent.sleep(0)  # the writer loop runs between chunks of output
-    assert client.closed and mgr.clients_dropped_slow == 1
+    assert client.closed and mgr.counters.clients_dropped_slow == 1
 
 
 def test_hang_up_is_noticed_and_client_forgotten(manager: Any) -> None:

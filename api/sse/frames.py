@@ -7,8 +7,11 @@ client.
 """
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
+from supervisor import events
 from supervisor.events import Event
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -49,3 +52,20 @@ def event_frame(event: Event) -> bytes:
             cached = f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode("utf-8")
         event.sse = cached
     return cached
+
+
+def plain_frame(event: Event) -> bytes:
+    """The frame for clients that asked for ``strip_ansi``: ``line`` without escape sequences.
+    Made per batch of a flush, not cached: few clients ask for it."""
+    data = event.data
+    if event.type != events.LOG or "plain" not in data:
+        return event_frame(event)
+    stripped = {k: v for k, v in data.items() if k != "plain"}
+    stripped["line"] = data["plain"]
+    return event_frame(Event(event.id, event.type, event.agent_name, stripped, event.timestamp))
+
+
+def named(kind: str, payload: dict[str, Any]) -> bytes:
+    """A frame that exists only on the wire (``connected``, ``reset``, ``ping``, ``error``):
+    no ``id``, so it does not move the client's Last-Event-ID."""
+    return frame(json.dumps(payload), kind)

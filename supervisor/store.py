@@ -1,0 +1,160 @@
+"""What is kept of an agent besides its events: its record (``agent.json``) and its raw output.
+
+:class:`AgentRecord` is an agent's definition and last known state as plain values: what a
+supervisor that starts later needs to list the agent again, and what the API renders.
+:class:`AgentStore` writes records atomically and opens each run's ``output.log`` (see
+:mod:`supervisor.datadir` for where). With ``data_dir`` None nothing is kept.
+
+Writes are small and rare (one per change of state); reading happens once, at start. Not safe to
+share between threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from io import BufferedWriter
+from pathlib import Path
+from typing import Any
+
+from . import datadir
+from .spec import AgentSpec
+
+AGENT_FILE = "agent.json"
+OUTPUT_FILE = "output.log"
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent's definition and state at one moment. Times are epoch seconds; ``state`` is the
+    :class:`~supervisor.states.AgentState` value, None before the first run."""
+
+    spec: AgentSpec
+    state: str | None = None
+    run: int = 0
+    pid: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str = ""
+    lines: int = 0
+    extractions: int = 0
+    extractions_cut: int = 0
+    created_at: float = 0.0
+    restarts: int = 0
+    cols: int = 0
+    rows: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def duration_s(self, now: float) -> float | None:
+        """Seconds the last run lasted, or has lasted by ``now`` if it still runs."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return round(max(0.0, end - self.started_at), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "state": self.state,
+            "run": self.run,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "reason": self.reason,
+            "lines": self.lines,
+            "extractions": self.extractions,
+            "extractions_cut": self.extractions_cut,
+            "created_at": self.created_at,
+            "restarts": self.restarts,
+            "cols": self.cols,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AgentRecord:
+        """Rebuild a saved record; fields an older version did not write take their defaults.
+        Raises ``KeyError``, ``TypeError`` or ``ValueError`` for a damaged one."""
+        spec = AgentSpec.from_dict(raw["spec"])
+        return cls(
+            spec=spec,
+            state=raw.get("state") or None,
+            run=int(raw.get("run") or 0),
+            pid=raw.get("pid"),
+            started_at=raw.get("started_at"),
+            ended_at=raw.get("ended_at"),
+            exit_code=raw.get("exit_code"),
+            signal=raw.get("signal"),
+            reason=raw.get("reason") or "",
+            lines=int(raw.get("lines") or 0),
+            extractions=int(raw.get("extractions") or 0),
+            extractions_cut=int(raw.get("extractions_cut") or 0),
+            created_at=float(raw.get("created_at") or 0.0),
+            restarts=int(raw.get("restarts") or 0),
+            cols=int(raw.get("cols") or spec.cols),
+            rows=int(raw.get("rows") or spec.rows),
+        )
+
+
+class AgentStore:
+    """Records and output files of every agent under ``data_dir`` (None: keep nothing)."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+
+    def _directory(self, name: str) -> Path | None:
+        return None if self.data_dir is None else datadir.agent_dir(self.data_dir, name)
+
+    def names(self) -> list[str]:
+        """Agents that have a record, in name order."""
+        if self.data_dir is None:
+            return []
+        agents = datadir.agents_dir(self.data_dir)
+        if not agents.is_dir():
+            return []
+        return sorted(p.name for p in agents.iterdir() if (p / AGENT_FILE).exists())
+
+    def load(self, name: str) -> AgentRecord:
+        """The record of ``name``. Raises ``FileNotFoundError`` when there is none, ``OSError``
+        when it cannot be read, and ``ValueError``/``KeyError``/``TypeError`` when it is damaged."""
+        directory = self._directory(name)
+        if directory is None:
+            raise FileNotFoundError(name)
+        raw = json.loads((directory / AGENT_FILE).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{AGENT_FILE} of {name!r} is not an object")
+        return AgentRecord.from_dict(raw)
+
+    def save(self, record: AgentRecord) -> None:
+        """Write ``record`` atomically (a temporary file renamed over the old one)."""
+        directory = self._directory(record.name)
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (AGENT_FILE + ".tmp")
+        tmp.write_text(json.dumps(record.to_dict(), indent=1))
+        os.replace(tmp, directory / AGENT_FILE)
+
+    def open_output(self, name: str, header: bytes) -> BufferedWriter | None:
+        """``output.log`` of ``name`` for appending, with ``header`` written first; None when
+        nothing is kept. The caller flushes and closes it."""
+        directory = self._directory(name)
+        if directory is None:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+        output = open(directory / OUTPUT_FILE, "ab")  # noqa: SIM115 - the run closes it
+        output.write(header)
+        return output
+
+    def remove(self, name: str) -> None:
+        """Delete everything kept of ``name``: its record, its output, its folder."""
+        directory = self._directory(name)
+        if directory is not None and directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
