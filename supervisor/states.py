@@ -29,6 +29,10 @@ RUNNING_STATES = frozenset({AgentState.STARTING, AgentState.RUNNING, AgentState.
 #: an agent in one of these is refused.
 ACTIVE_STATES = RUNNING_STATES | {AgentState.BACKOFF}
 
+#: States in which a new run has got as far as it goes by itself: it runs, it ended, it could not
+#: start, or it waits to be restarted (``agent-supervisor restart`` waits for one of these).
+SETTLED_STATES = frozenset({AgentState.RUNNING, AgentState.EXITED, AgentState.FAILED, AgentState.BACKOFF})
+
 #: Legal transitions: every change of state goes through one ``_change_state`` that checks this.
 TRANSITIONS: dict[AgentState | None, frozenset[AgentState]] = {
     None: frozenset({AgentState.STARTING, AgentState.EXITED, AgentState.FAILED, AgentState.LOST}),

@@ -1,0 +1,164 @@
+"""The command line's grammar: argparse, with one-line errors, and ``run``'s ``--`` cut off first."""
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from .. import runtime
+from ..client import DEFAULT_URL
+from . import commands
+from .conventions import EXIT_USAGE, PROG, TOKEN_ENV, URL_ENV
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (not usage + error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and its options; ``func`` of the parsed arguments is the command."""
+    # --url/--token are accepted before or after the command: SUPPRESS keeps a value given
+    # before the command from being reset by the sub-parser's default.
+    connection = _Parser(add_help=False)
+    connection.add_argument("--url", default=argparse.SUPPRESS, metavar="URL",
+                            help=f"server URL (default ${URL_ENV}, else the data dir's "
+                                 f"{runtime.RUNTIME_FILE}, else {DEFAULT_URL})")
+    connection.add_argument("--token", default=argparse.SUPPRESS,
+                            help=f"API token (default ${TOKEN_ENV}, else the data dir's "
+                                 f"{runtime.RUNTIME_FILE} when it names the same URL)")
+    connection.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
+                            help="the data dir of the server to find (default: the configured one)")
+    output = _Parser(add_help=False)
+    output.add_argument("--json", action="store_true",
+                        help="one event per line as JSON (the API's envelope)")
+    output.add_argument("--color", "--colour", choices=("auto", "always", "never"),
+                        default="auto", help="keep ANSI colours (auto: on a terminal)")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="no notes or extractions on stderr")
+
+    parser = _Parser(prog=PROG, parents=[connection],
+                     description="Run command-line agents under a PTY and stream their output.")
+    parser.set_defaults(client=True)  # serve and token say otherwise
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the server",
+                           description="Run the server until Ctrl-C or SIGTERM.")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8151; 0 picks a free one)")
+    serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    serve.add_argument("--data-dir", metavar="DIR", help="where history and agents are kept")
+    serve.add_argument("--token", help="require this token on every API call (default: a new "
+                                       "random one, printed once and kept in the data dir's "
+                                       f"{runtime.RUNTIME_FILE})")
+    serve.add_argument("--no-token", action="store_true",
+                       help="no authentication at all: any local user can run commands "
+                            "(loopback addresses only)")
+    serve.add_argument("--demo", action="store_true",
+                       help="also run the demo agent (scripts/demo_agent.py), restarted when it ends")
+    serve.add_argument("--log-level", default="info",
+                       choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(func=commands.serve, client=False)
+
+    run = sub.add_parser(
+        "run", parents=[connection, output], help="start an agent and follow it to its end",
+        usage=f"{PROG} run NAME [options] -- COMMAND [ARGS...]",
+        description="Start an agent on the server, print its output as it comes, and exit "
+                    "with its exit code. Ctrl-C asks whether to stop it or detach.")
+    run.add_argument("name", metavar="NAME")
+    run.add_argument("argv", nargs="*", default=[], metavar="COMMAND",
+                     help="the command and its arguments, after --")
+    run.add_argument("--profile", "-p", help="a configured profile (codex, npm, shell, ...)")
+    run.add_argument("--extract", "-x", action="append", default=[], metavar="NAME=REGEX",
+                     help="an extractor: REGEX on each line, value from (?P<value>...) "
+                          "or the whole match (repeatable)")
+    run.add_argument("--env", "-e", action="append", default=[], metavar="NAME=VALUE",
+                     help="an environment variable for the agent (repeatable)")
+    run.add_argument("--cwd", help="working directory (default: this one, for a local server)")
+    run.add_argument("--cols", type=int, help="terminal width (default: yours, or 120)")
+    run.add_argument("--rows", type=int, help="terminal height (default: yours, or 40)")
+    run.add_argument("--restart", choices=("never", "on-failure", "always"))
+    run.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
+    run.add_argument("--on-interrupt", choices=("ask", "stop", "detach"), default="ask",
+                     help="what Ctrl-C does (default: ask on a terminal, else stop)")
+    run.set_defaults(func=commands.run)
+
+    tail = sub.add_parser(
+        "tail", parents=[connection, output], help="print and follow an agent's output",
+        description="Print an agent's last lines, and with --follow its output as it comes, "
+                    "until it ends. Reconnects by itself, without gap or duplicate.")
+    tail.add_argument("name", nargs="?", metavar="NAME")
+    where = tail.add_mutually_exclusive_group()
+    where.add_argument("--from-start", action="store_true", help="the whole retained history")
+    where.add_argument("--last", "-n", type=int, metavar="N", help="the last N lines (10)")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    tail.add_argument("--all", action="store_true",
+                      help="every agent's output, live (never ends by itself)")
+    tail.add_argument("--exit-code", action="store_true",
+                      help="with --follow: exit with the agent's exit code")
+    tail.set_defaults(func=commands.tail)
+
+    stop = sub.add_parser("stop", parents=[connection], help="stop an agent")
+    stop.add_argument("name", metavar="NAME")
+    stop.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
+    stop.add_argument("--no-wait", action="store_true", help="do not wait for it to end")
+    stop.set_defaults(func=commands.stop)
+
+    restart = sub.add_parser("restart", parents=[connection], help="start an agent's next run",
+                             description="End the agent's current run (SIGTERM, then SIGKILL after "
+                                         "its grace period) if it has one, and start the next.")
+    restart.add_argument("name", metavar="NAME")
+    restart.add_argument("--no-wait", action="store_true", help="do not wait for the new run")
+    restart.set_defaults(func=commands.restart)
+
+    rm = sub.add_parser("rm", aliases=["delete"], parents=[connection], help="delete an agent and its history",
+                        description="Delete an agent's definition and its whole history.")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("-f", "--force", action="store_true", help="stop it first if it is running")
+    rm.add_argument("--grace", type=float, metavar="S", help="with --force: SIGTERM to SIGKILL delay")
+    rm.set_defaults(func=commands.rm)
+
+    send = sub.add_parser("send", parents=[connection], help="type text into an agent",
+                          description="Type TEXT into the agent's terminal, then Enter.")
+    send.add_argument("name", metavar="NAME")
+    send.add_argument("text", nargs="+", metavar="TEXT")
+    send.add_argument("-n", "--no-newline", action="store_true", help="do not press Enter")
+    send.set_defaults(func=commands.send)
+
+    lister = sub.add_parser("list", aliases=["ls"], parents=[connection], help="list agents")
+    lister.add_argument("--json", action="store_true", help="the API's JSON")
+    lister.set_defaults(func=commands.list_agents)
+
+    token = sub.add_parser("token", parents=[connection], help="print the server's token",
+                           description="Print the token of the server (flags, then "
+                                       f"${TOKEN_ENV}, then the data dir's {runtime.RUNTIME_FILE}),"
+                                       " for curl: -H \"Authorization: Bearer $(agent-supervisor token)\"")
+    token.add_argument("--link", action="store_true",
+                       help="print the dashboard's address with the token instead")
+    token.set_defaults(func=commands.token, client=False)
+
+    stats = sub.add_parser("stats", parents=[connection], help="stream statistics")
+    stats.add_argument("--json", action="store_true", help="the API's JSON")
+    stats.set_defaults(func=commands.stats)
+    return parser
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Cut ``run``'s command (everything after its first ``--``) off the command line, so
+    that the agent's own options never reach argparse (``run x -- ls -la``)."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in ("--url", "--token", "--data-dir"):
+            index += 2
+        elif token.startswith("-"):
+            index += 1
+        else:
+            break
+    if index >= len(argv) or argv[index] != "run" or "--" not in argv[index:]:
+        return argv, None
+    cut = argv.index("--", index)
+    return argv[:cut], argv[cut + 1:]
+

@@ -1,0 +1,313 @@
+"""How the command line shows things: events as lines, notes and progress on stderr, tables.
+
+Agent output goes to stdout and nothing else does; notes, progress and extractions go to
+stderr. Colours only on a terminal (or with ``--color always``), never with ``NO_COLOR``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from ..client import SSEEvent
+from ..states import RUNNING_STATES
+from .conventions import EXIT_FAILURE, PROG
+
+#: States of an agent with a live process, as the API writes them.
+RUNNING = frozenset(state.value for state in RUNNING_STATES)
+
+RESET = "\x1b[0m"
+BOLD = "\x1b[1m"
+DIM = "\x1b[2m"
+YELLOW = "\x1b[33m"
+RED = "\x1b[31m"
+CYAN = "\x1b[36m"
+ERASE_LINE = "\r\x1b[K"
+
+
+def is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def colour_wanted(choice: str, stream: IO[str]) -> bool:
+    """``--color``: ``auto`` means a terminal that is not dumb, and no ``NO_COLOR``."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return is_tty(stream) and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+class Status:
+    """One line of progress on stderr ("connecting...", "replaying 1,200 / 5,000"), redrawn in
+    place on a terminal; elsewhere only ``note`` lines are written, so logs stay readable.
+    """
+
+    def __init__(self, err: IO[str]) -> None:
+        self.err = err
+        self.tty = is_tty(err)
+        self.colour = self.tty and "NO_COLOR" not in os.environ
+        self._shown = False
+        self._last = 0.0
+
+    def show(self, text: str, throttle: float = 0.0) -> None:
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if throttle and now - self._last < throttle:
+            return
+        self._last = now
+        self.err.write(ERASE_LINE + self._paint(DIM, text))
+        self.err.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.err.write(ERASE_LINE)
+            self.err.flush()
+            self._shown = False
+
+    def note(self, text: str, style: str = DIM) -> None:
+        self.clear()
+        self.err.write(self._paint(style, f"{PROG}: {text}") + "\n")
+        self.err.flush()
+
+    def _paint(self, style: str, text: str) -> str:
+        return f"{style}{text}{RESET}" if self.colour else text
+
+
+def exit_code(data: dict[str, Any]) -> int:
+    """A finished run's status as a shell reports it: the exit code, or 128 + the signal."""
+    if data.get("exit_code") is not None:
+        return int(data["exit_code"])
+    name = data.get("signal")
+    if name:
+        try:
+            return 128 + int(signal.Signals[str(name)])
+        except KeyError:
+            return 128 + 15
+    return EXIT_FAILURE  # failed to start, or lost with the server that ran it
+
+
+def describe_end(data: dict[str, Any]) -> str:
+    state = data.get("state", "exited")
+    if data.get("signal"):
+        how = f"{state} (killed by {data['signal']})"
+    elif data.get("exit_code") is not None:
+        how = f"{state} with code {data['exit_code']}"
+    else:
+        how = f"{state}" + (f": {data['reason']}" if data.get("reason") else "")
+    facts = []
+    if data.get("lines") is not None:
+        facts.append(f"{data['lines']} line" + ("" if data["lines"] == 1 else "s"))
+    if data.get("extractions"):
+        facts.append(f"{data['extractions']} extractions")
+    if data.get("duration_s") is not None:
+        facts.append(duration(float(data["duration_s"])))
+    return how + (f" ({', '.join(facts)})" if facts else "")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+class Renderer:
+    """Writes events as a person (or a pipe) wants them.
+
+    Text mode: each log line once on ``out``. On a terminal, a partial line (a prompt waiting
+    for its newline) is drawn and redrawn in place until its final version replaces it; in a
+    pipe partial lines are skipped, since their final version always follows. Colours are kept
+    or stripped (the event's ``plain``). Extractions, state changes and the end of a run are
+    notes on stderr. JSON mode: every event's envelope, one per line, nothing else on stdout.
+    """
+
+    def __init__(self, out: IO[str], status: Status, *, colour: bool, json_mode: bool = False,
+                 show_names: bool = False, quiet: bool = False) -> None:
+        self.out = out
+        self.status = status
+        self.colour = colour
+        self.json_mode = json_mode
+        self.show_names = show_names
+        self.quiet = quiet
+        self.redraw = is_tty(out) and not show_names
+        self._partial: tuple[str, Any, Any] | None = None  # (agent, run, line_num) on screen
+        self.complete: dict[str, Any] | None = None
+        self.lines = 0
+        self._started: set[str] = set()
+
+    def wire(self, event: SSEEvent) -> None:
+        """An event from a stream, including the ones that exist only on the wire."""
+        if event.event in ("connected", "ping"):
+            return
+        if event.event == "reset":
+            info = json_or(event.data, {})
+            if self.json_mode:
+                self._emit_json(json.dumps({"type": "reset", "data": info}))
+            if info.get("missed"):
+                self.status.note(f"{info['missed']} earlier events are no longer kept; "
+                                 f"continuing from event {info.get('first_available')}",
+                                 YELLOW)
+            return
+        if event.event == "error" and event.id is None:
+            reason = json_or(event.data, {}).get("reason", event.data)
+            self.status.note(f"the server dropped this stream ({reason}); resuming", YELLOW)
+            return
+        envelope = json_or(event.data, None)
+        if isinstance(envelope, dict):
+            self.envelope(envelope, event.data)
+
+    def envelope(self, envelope: dict[str, Any], raw: str | None = None) -> None:
+        """One event of an agent's history (``raw``: its JSON as received)."""
+        kind = envelope.get("type")
+        data = envelope.get("data") or {}
+        if self.json_mode:
+            self._emit_json(raw if raw is not None else json.dumps(envelope))
+            if kind == "complete":
+                self.complete = data
+            return
+        name = str(envelope.get("agent_name", ""))
+        if kind == "log":
+            self._log(name, data)
+        elif kind == "extraction":
+            self._extraction(name, data)
+        elif kind == "state":
+            self._state(name, data)
+        elif kind == "error":
+            self.status.note(f"{name}: {data.get('message', data.get('code', 'error'))}", RED)
+        elif kind == "complete":
+            self.complete = data
+            if not self.quiet:
+                self.status.note(f"{name} {describe_end(data)}")
+        elif kind == "agent_added" and not self.quiet:
+            self.status.note(f"agent {data.get('agent', {}).get('name', '?')} added")
+        elif kind == "agent_removed" and not self.quiet:
+            self.status.note(f"agent {data.get('name', '?')} removed")
+
+    def _emit_json(self, text: str) -> None:
+        self.status.clear()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _log(self, name: str, data: dict[str, Any]) -> None:
+        line = str(data.get("line", ""))
+        if not self.colour:
+            line = str(data.get("plain", line))
+        if self.show_names:
+            prefix = f"{name} | "
+            line = (f"{CYAN}{prefix}{RESET}" if self.colour else prefix) + line
+        key = (name, data.get("run"), data.get("line_num"))
+        if data.get("partial"):
+            if not self.redraw:
+                return
+            if self._partial is not None and self._partial != key:
+                self.out.write("\n")  # another line started: leave the old one as it was
+            self.status.clear()
+            self.out.write(ERASE_LINE + line + (RESET if self.colour else ""))
+            self.out.flush()
+            self._partial = key
+            return
+        self.status.clear()
+        if self._partial is not None:
+            self.out.write(ERASE_LINE if self._partial == key else "\n")
+            self._partial = None
+        self.out.write(line + (RESET if self.colour and "\x1b" in line else "") + "\n")
+        self.out.flush()
+        self.lines += 1
+
+    def _extraction(self, name: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        self._end_partial()
+        who = f"{name}: " if self.show_names else ""
+        value = data.get("value")
+        text = f"» {who}{data.get('name')} = {value!s}" + (
+            f"  (line {data['line_num']})" if data.get("line_num") is not None else "")
+        err = self.status
+        err.clear()
+        err.err.write((f"{BOLD}{YELLOW}{text}{RESET}" if err.colour else text) + "\n")
+        err.err.flush()
+
+    def _state(self, name: str, data: dict[str, Any]) -> None:
+        state = data.get("state")
+        if self.quiet:
+            return
+        if state == "starting":
+            if name in self._started:  # a restart seen live, or the next run in a history
+                self.status.note(f"{name}: starting again (run {data.get('run', '?')})")
+            self._started.add(name)
+        elif state == "backoff":
+            self.status.note(f"{name}: ended; restarting in {data.get('restart_in_s', '?')}s "
+                             f"(attempt {data.get('attempt', '?')})", YELLOW)
+        elif state == "failed":
+            self.status.note(f"{name}: could not start: {data.get('reason', '')}", RED)
+        elif state == "lost":
+            self.status.note(f"{name}: lost ({data.get('reason', 'the server died')})", YELLOW)
+
+    def _end_partial(self) -> None:
+        if self._partial is not None and is_tty(self.status.err) and self.redraw:
+            # stderr shares the screen: finish the partial line so the note does not overwrite it
+            self.out.write("\n")
+            self.out.flush()
+            self._partial = None
+
+    def finish(self) -> None:
+        """Leave the terminal on a fresh line (a partial line may still be on screen)."""
+        if self._partial is not None:
+            self.out.write("\n")
+            self.out.flush()
+            self._partial = None
+        self.status.clear()
+
+
+def json_or(text: str, default: Any) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+
+def table(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """Columns padded to their widest cell; columns in ``right`` aligned right (numbers)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    aligned = set(right)
+    out = []
+    for row in rows:
+        cells = [cell.rjust(widths[i]) if i in aligned else cell.ljust(widths[i])
+                 for i, cell in enumerate(row)]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def uptime_or_exit(agent: dict[str, Any]) -> str:
+    if agent.get("state") in RUNNING:
+        return duration(float(agent.get("duration_s") or 0.0))
+    if agent.get("signal"):
+        return str(agent["signal"])
+    if agent.get("exit_code") is not None:
+        return f"exit {agent['exit_code']}"
+    return "-"
+
+
+
+def byte_size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
