@@ -1,8 +1,9 @@
 """The escape sequences a terminal program prints, as regular expressions, and how to remove them.
 
-One place for the grammar (ECMA-48 as xterm reads it) so that :mod:`supervisor.lines`, the
-extractors and :mod:`supervisor.terminal` agree on where a sequence ends. The patterns are plain
-``str`` sources; ``terminal.py`` compiles the ASCII ones again as ``bytes``.
+The one grammar (ECMA-48 as xterm reads it): :mod:`supervisor.lines`, :mod:`supervisor.echo`
+and :mod:`supervisor.terminal` build their patterns from the pieces here, so that they agree on
+where a sequence ends. The pieces are plain ``str`` sources; :func:`as_bytes` gives the same
+pattern for ``bytes`` (``terminal.py`` reads raw output).
 
 Unterminated string sequences (OSC, DCS, ...) end at the next ``ESC`` or at the end of the text:
 a line cannot hold the rest of them, and a terminal would swallow everything up to the terminator
@@ -13,34 +14,64 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "ALT_SCREEN_MODES",
     "ANSI_RE",
+    "ANY_CONTROL",
     "CONTROL",
     "CSI",
+    "CSI_FINAL",
+    "CSI_INTERMEDIATES",
+    "CSI_PARAMS",
     "ESCAPE_RE",
+    "ESC_FINAL",
     "ESC_OTHER",
     "OSC",
+    "OSC_START",
     "STRING",
+    "STRING_BODY",
+    "STRING_END",
+    "STRING_START",
+    "UNFINISHED",
+    "as_bytes",
     "strip_ansi",
 ]
 
-#: Control Sequence Introducer: ``ESC [``, parameter bytes, intermediate bytes, one final byte.
-#: SGR colours (``ESC[1;31m``), cursor moves, erasures and queries are all CSI.
-CSI = r"\x1b\[[0-?]*[ -/]*[@-~]"
+#: Control Sequence Introducer ``ESC [``, then parameter bytes, intermediate bytes and one final
+#: byte. SGR colours (``ESC[1;31m``), cursor moves, erasures and queries are all CSI.
+CSI_PARAMS = r"[0-?]*"
+CSI_INTERMEDIATES = r"[ -/]*"
+CSI_FINAL = r"[@-~]"
+CSI = rf"\x1b\[{CSI_PARAMS}{CSI_INTERMEDIATES}{CSI_FINAL}"
 
-#: Operating System Command (titles, hyperlinks, colour queries), ended by BEL or ST (``ESC \``).
-OSC = r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-
-#: DCS, SOS, PM and APC strings (``ESC P`` / ``X`` / ``^`` / ``_``), ended like OSC.
-STRING = r"\x1b[PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+#: String sequences: OSC (titles, hyperlinks, colour queries) and DCS, SOS, PM and APC
+#: (``ESC P`` / ``X`` / ``^`` / ``_``), their body, and what ends them: BEL or ST (``ESC \``).
+OSC_START = r"\x1b\]"
+STRING_START = r"\x1b[PX^_]"
+STRING_BODY = r"[^\x07\x1b]*"
+STRING_END = r"(?:\x07|\x1b\\)"
+OSC = rf"{OSC_START}{STRING_BODY}{STRING_END}?"
+STRING = rf"{STRING_START}{STRING_BODY}{STRING_END}?"
 
 #: Every other escape: ``ESC`` with optional intermediates and one final byte (``ESC 7``,
 #: ``ESC ( B``, ``ESC M``, ST itself). Must come after CSI, OSC and STRING in an alternation
 #: because ``[``, ``]`` and ``P`` are valid final bytes here too.
-ESC_OTHER = r"\x1b[ -/]*[0-~]"
+ESC_FINAL = r"[0-~]"
+ESC_OTHER = rf"\x1b{CSI_INTERMEDIATES}{ESC_FINAL}"
+
+#: Every C0 and C1 control character (the ones a renderer acts on are among them).
+ANY_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 
 #: Control characters that print nothing: C0 except TAB, DEL, and C1. ``\n`` and ``\r`` are here
 #: because a line handed to :func:`strip_ansi` should not contain them; if one does, it is stray.
 CONTROL = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"
+
+#: The start of a sequence that the next chunk of output may complete, from its ``ESC`` to the
+#: end of the text. A string sequence's body here holds no line break: for a reader of lines an
+#: unterminated title does not swallow the lines after it.
+UNFINISHED = rf"\x1b(?:\[{CSI_PARAMS}{CSI_INTERMEDIATES}|[\]PX^_][^\x07\x1b\r\n]*\x1b?|{CSI_INTERMEDIATES})\Z"
+
+#: DEC private modes that switch to or from the alternate screen (``ESC[?1049h`` and its elders).
+ALT_SCREEN_MODES = ("1049", "1047", "47")
 
 #: One complete escape sequence (no lone controls): where a sequence starting at ``ESC`` ends.
 ESCAPE_RE = re.compile(f"{CSI}|{OSC}|{STRING}|{ESC_OTHER}")
@@ -48,6 +79,12 @@ ESCAPE_RE = re.compile(f"{CSI}|{OSC}|{STRING}|{ESC_OTHER}")
 #: Everything that is not text on screen: escape sequences, then any stray control (a lone ESC
 #: included).
 ANSI_RE = re.compile(f"{CSI}|{OSC}|{STRING}|{ESC_OTHER}|{CONTROL}")
+
+
+def as_bytes(pattern: str) -> bytes:
+    """A pattern of this module (ASCII by construction) for matching ``bytes``."""
+    return pattern.encode("ascii")
+
 
 _sub = ANSI_RE.sub
 

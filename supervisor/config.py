@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .names import is_name
 from .exceptions import ConfigError, InvalidExtractor, UnknownProfile
 from .extractors import MAX_EXTRACTIONS_PER_LINE, MAX_MATCHES_PER_LINE, compile_extractors
 from .profiles import GENERIC, builtin_profiles
@@ -30,7 +31,6 @@ ENV_PREFIX = "AGENT_SUPERVISOR_"
 #: Names a config file when ``load_config`` is given no path (a missing one is then an error).
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ORIGIN = re.compile(r"\*|https?://[^/\s?#]+")
 # A Host header name: "*" (any), ".example.com" (it and its subdomains), a name, an IPv6 literal.
 _HOST_NAME = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[?[0-9A-Fa-f:.]+\]?")
@@ -359,7 +359,7 @@ def _profile_tables(key: str, raw: object, source: str) -> dict[str, dict[str, A
     tables: dict[str, dict[str, Any]] = {}
     for name, table in raw.items():
         where = f"profiles.{name}"
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not is_name(name):
             raise _bad(where, "profile names are 1 to 64 letters, digits or '_-.'", name, source)
         if not isinstance(table, Mapping):
             raise _bad(where, "must be a table", table, source)

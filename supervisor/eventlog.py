@@ -50,12 +50,14 @@ from . import datadir, events
 from .bus import EventBus, Receiver, Subscription
 from .events import Event
 from .history import AgentHistory
+from .names import is_agent_name
 
 log = logging.getLogger(__name__)
 
-#: History channel of the supervisor itself (``agent_added`` / ``agent_removed``); not an agent
-#: name, since agent names cannot start with ``@``.
+#: History channel of the supervisor itself (``agent_added`` / ``agent_removed``); never an
+#: agent's name, which cannot start with ``@``.
 SUPERVISOR_CHANNEL = "@supervisor"
+assert not is_agent_name(SUPERVISOR_CHANNEL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import re2
 
+from .names import is_name
 from .exceptions import InvalidExtractor
 
 #: Longest pattern accepted, in characters.
@@ -35,7 +36,6 @@ MAX_MATCHES_PER_LINE = 8
 MAX_EXTRACTIONS_PER_LINE = 32
 
 _KEYS = frozenset({"name", "pattern", "flags"})
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Canonical order of the flag letters; RE2 takes them as an inline ``(?ims)`` prefix.
 _FLAG_ORDER = "ims"
 _FLAG_NAMES = {
@@ -182,7 +182,7 @@ def _normalize(position: int, spec: object) -> tuple[str, str, str]:
             f"not {type(spec).__name__}"
         )
     name = spec.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_name(name):
         raise InvalidExtractor(
             f"extractor #{position + 1}: name {name!r} must be 1 to 64 letters, digits or '_-.'"
         )

@@ -44,7 +44,19 @@ import codecs
 import re
 from dataclasses import dataclass
 
-from supervisor.ansi import ESCAPE_RE, OSC, STRING, strip_ansi
+from .ansi import (
+    ALT_SCREEN_MODES,
+    ANY_CONTROL,
+    CSI_FINAL,
+    CSI_INTERMEDIATES,
+    CSI_PARAMS,
+    ESC_FINAL,
+    ESCAPE_RE,
+    OSC,
+    STRING,
+    UNFINISHED,
+    strip_ansi,
+)
 
 __all__ = ["Line", "LineSplitter"]
 
@@ -78,28 +90,26 @@ _C0 = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 #: Escapes after which a line cannot be kept as printed: cursor moves, erasures, insertions,
 #: deletions, cursor restore, the alternate screen, reset.
 _REDRAW_ESC = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-HJKPXadfu`]"
-    r"|\[\?(?:[0-9;]*;)?(?:1049|1047|47)(?:;[0-9;]*)?[hl]"
+    rf"\x1b(?:\[{CSI_PARAMS}{CSI_INTERMEDIATES}[@-HJKPXadfu`]"
+    rf"|\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?[hl]"
     r"|[78DEMc])"
 )
 
 #: A sequence that the next chunk may complete, from its ESC to the end of the text.
-_UNFINISHED = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\r\n]*\x1b?|[ -/]*)\Z"
-)
+_UNFINISHED = re.compile(UNFINISHED)
 
 #: What the renderer reads: CSI with parameters (1), intermediates (2) and final byte (3); OSC and
 #: other strings (ignored); any other escape (4; empty for a lone ESC); single controls.
 _TOKEN = re.compile(
-    r"\x1b\[([0-?]*)([ -/]*)([@-~])"
-    f"|{OSC}|{STRING}"
-    r"|\x1b([ -/]*[0-~])?|[\x00-\x1f\x7f-\x9f]"
+    rf"\x1b\[({CSI_PARAMS})({CSI_INTERMEDIATES})({CSI_FINAL})"
+    rf"|{OSC}|{STRING}"
+    rf"|\x1b({CSI_INTERMEDIATES}{ESC_FINAL})?|{ANY_CONTROL}"
 )
 
 #: Which SGR attributes an "off" parameter turns off.
 _SGR_OFF = {22: (1, 2), 23: (3,), 24: (4, 21), 25: (5, 6), 27: (7,), 28: (8,), 29: (9,), 55: (53,)}
 
-_ALT_SCREEN = frozenset({"1049", "1047", "47"})
+_ALT_SCREEN = frozenset(ALT_SCREEN_MODES)
 
 _new_decoder = codecs.getincrementaldecoder("utf-8")
 

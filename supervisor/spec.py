@@ -6,7 +6,6 @@ on, which the API returns as a 400.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,9 +13,8 @@ from typing import Any
 from .config import Config
 from .exceptions import InvalidName, InvalidRequest
 from .extractors import ExtractorSet, compile_extractors
+from .names import AGENT_NAME_RULE, is_agent_name
 from .process import default_env, resolve_command
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 RESTART_MODES = ("never", "on-failure", "always")
 
@@ -27,18 +25,12 @@ _FIELDS = {
 
 
 def validate_name(name: object) -> str:
-    """Return ``name`` if it is a legal agent name; raise :class:`InvalidName` otherwise.
-
-    Letters, digits and ``._-``, at most 64, starting with a letter or digit: it becomes a
-    directory name, so ``..``, ``/`` and hidden files are impossible by construction.
-    """
+    """Return ``name`` if it is a legal agent name (see :mod:`supervisor.names`); raise
+    :class:`InvalidName` otherwise."""
     if not isinstance(name, str) or not name:
         raise InvalidName("name is required: letters, digits and ._- (at most 64)")
-    if not NAME_PATTERN.fullmatch(name):
-        raise InvalidName(
-            f"invalid agent name {name[:80]!r}: use 1 to 64 letters, digits, '.', '_' or '-',"
-            " starting with a letter or digit"
-        )
+    if not is_agent_name(name):
+        raise InvalidName(f"invalid agent name {name[:80]!r}: use {AGENT_NAME_RULE}")
     return name
 
 

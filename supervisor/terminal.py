@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import re
 
+from .ansi import CSI_FINAL, CSI_INTERMEDIATES, CSI_PARAMS, ESC_OTHER, OSC_START, STRING_BODY, STRING_END, UNFINISHED, as_bytes
+
 __all__ = ["TerminalResponder"]
 
-#: Queries and cursor moves, in bytes. ``tail`` is an escape sequence cut off by the end of the
-#: chunk, kept for the next one; it comes before the catch-all so that ``ESC ]`` of an
-#: unfinished OSC is not taken for a complete two-byte escape.
-_SEQUENCE = re.compile(
-    rb"\x1b\[(?P<params>[0-?]*)(?P<inter>[ -/]*)(?P<final>[@-~])"
-    rb"|\x1b\](?P<osc>[^\x07\x1b]*)(?P<st>\x07|\x1b\\)"
-    rb"|(?P<tail>\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[ -/]*))\Z"
-    rb"|\x1b[ -/]*[0-~]"
-)
+#: Queries and cursor moves, in bytes, from the grammar of :mod:`supervisor.ansi`. ``tail`` is an
+#: escape sequence cut off by the end of the chunk, kept for the next one; it comes before the
+#: catch-all so that ``ESC ]`` of an unfinished OSC is not taken for a complete two-byte escape.
+_SEQUENCE = re.compile(as_bytes(
+    rf"\x1b\[(?P<params>{CSI_PARAMS})(?P<inter>{CSI_INTERMEDIATES})(?P<final>{CSI_FINAL})"
+    rf"|{OSC_START}(?P<osc>{STRING_BODY})(?P<st>{STRING_END})"
+    rf"|(?P<tail>{UNFINISHED})"
+    rf"|{ESC_OTHER}"
+))
 
 #: Longest unfinished sequence carried over to the next chunk; a longer one is no query.
 _CARRY_MAX = 64
