@@ -5,7 +5,7 @@ For each candidate that imports here (``supervisor.screen`` always; pyte, pyavt,
 vt100wasm where installed, e.g. in a throwaway venv, see docs/SCREEN.md), and for each case:
 
 - correctness: the bytes are recorded once from a real PTY (the programs of
-  ``tests/screen_support.py``: a curses program, ``less`` scrolled, wide and combining
+  ``tests/support/screen.py``: a curses program, ``less`` scrolled, wide and combining
   characters, the alternate screen, scroll regions, edits, colours, wrapping) or read from the
   transcripts of real tools, then fed to tmux and to the candidate at the same size. A case
   scores the rows whose text equals ``tmux capture-pane -p`` (trailing spaces ignored), and
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from screen_support import FIXTURES, Tmux, diff_rows, programs, record, transcripts  # noqa: E402
+from support.screen import FIXTURES, Tmux, diff_rows, programs, record, transcripts  # noqa: E402
 
 CHUNK = 4096
 

@@ -1,66 +1,64 @@
-"""Fixtures shared by every test: an in-process registry, a real server, and leak checks.
+"""Fixtures shared by every test: an in-process registry and app, real servers, and leak checks.
 
 Every test has a timeout (setup.cfg), and an autouse check fails a test that leaves child
-processes behind (running or zombie), the blinker-style leak test applied to processes.
+processes behind (running or zombie): the blinker-style leak test applied to processes. Under
+pytest-xdist each worker is a process of its own and checks its own children; servers listen
+on port 0, so workers never meet.
+
+``server`` is one real server per test module: starting one costs a few hundred milliseconds,
+and the tests of a module use agent names of their own. A test that needs a server to itself
+(counts every agent or client, changes settings, kills it) takes ``make_server``.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
-from helpers import Server, wait_for
+from supervisor.config import Config
+from supervisor.registry import Registry
 
-
-def _children(pid: int) -> list[tuple[int, str, str]]:
-    """(pid, state, command) of every process whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command is in parentheses and may contain spaces: split after the last ')'.
-        command = stat[stat.index("(") + 1: stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if int(ppid) == pid:
-            found.append((int(entry), state, command))
-    return found
+from support.processes import Server, children
+from support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_children() -> Iterator[None]:
     """Fail the test if it leaves children of this process behind, running or zombie."""
-    before = {pid for pid, _, _ in _children(os.getpid())}
+    before = {pid for pid, _, _ in children(os.getpid())}
     yield
+
     def settled() -> bool:
-        return not [c for c in _children(os.getpid()) if c[0] not in before]
+        return not [c for c in children(os.getpid()) if c[0] not in before]
+
     try:
         wait_for(settled, timeout=5.0, what="child processes to end")
     except AssertionError:
-        leaked = [c for c in _children(os.getpid()) if c[0] not in before]
+        leaked = [c for c in children(os.getpid()) if c[0] not in before]
         pytest.fail(f"test left child processes behind: {leaked}")
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Any:
-    """A configuration on a fresh data directory, with quick timings for tests."""
+def _config(home: Path, **overrides: Any) -> Config:
     from supervisor.config import load_config
 
-    return load_config(environ={"HOME": str(tmp_path)}, data_dir=str(tmp_path / "data"), stop_grace_s=2.0)
+    return load_config(environ={"HOME": str(home)}, data_dir=str(home / "data"), **overrides)
 
 
 @pytest.fixture
-def registry(config: Any) -> Iterator[Any]:
-    """An in-process registry (the core without HTTP), shut down after the test."""
-    from supervisor.registry import Registry
+def config(tmp_path: Path) -> Config:
+    """A configuration on a fresh data directory, with quick timings for tests."""
+    return _config(tmp_path, stop_grace_s=2.0)
 
+
+@pytest.fixture
+def registry(config: Config) -> Iterator[Registry]:
+    """An in-process registry (the core without HTTP), shut down after the test."""
     reg = Registry(config)
     try:
         yield reg
@@ -69,24 +67,54 @@ def registry(config: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start real servers (``agent-supervisor serve`` subprocesses on free loopback ports)."""
+def app(config: Config) -> Iterator[Flask]:
+    """The Flask app in this process (no server, no stream), closed after the test."""
+    from api import close_app, create_app
+
+    application = create_app(config)
+    try:
+        yield application
+    finally:
+        close_app(application, grace=1.0)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Flask's test client of :func:`app`: requests without a socket."""
+    return app.test_client()
+
+
+@contextmanager
+def _servers(base: Path) -> Iterator[Callable[..., Server]]:
+    """``make(...)`` starts a server under ``base``; every one made is stopped at the end."""
     servers: list[Server] = []
 
     def make(*args: str, data_dir: Path | None = None, env: dict[str, str] | None = None,
              token: str | None = None, port: int = 0) -> Server:
-        directory = data_dir or tmp_path / f"data{len(servers)}"
+        directory = data_dir or base / f"data{len(servers)}"
         extra = list(args) + (["--token", token] if token else [])
-        server = Server(directory, extra, {"HOME": str(tmp_path), **(env or {})}, port=port, token=token)
+        server = Server(directory, extra, {"HOME": str(base), **(env or {})}, port=port, token=token)
         servers.append(server)
         return server.start()
 
-    yield make
-    for server in servers:
-        server.stop()
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture
-def server(make_server: Callable[..., Server]) -> Server:
-    """One real server with default settings."""
-    return make_server()
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start real servers of this test's own (``agent-supervisor serve`` subprocesses on free
+    loopback ports), stopped after it."""
+    with _servers(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real server of this test module, with default settings (agent names must be unique
+    within the module)."""
+    with _servers(tmp_path_factory.mktemp("server")) as make:
+        yield make()

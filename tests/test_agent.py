@@ -7,16 +7,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import gevent
 import pytest
 
 from supervisor import events
 from supervisor.events import Event
 from supervisor.exceptions import (
     AgentNotRunning,
-    AgentRunning,
     ExecutableNotFound,
     InvalidCwd,
     InvalidName,
@@ -25,19 +23,10 @@ from supervisor.exceptions import (
 )
 from supervisor.registry import Registry
 
+from support.processes import zombie_children
+from support.waiting import gwait
+
 PY = sys.executable
-
-
-def gwait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Wait for ``predicate`` while letting the gevent hub run; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        gevent.sleep(0.01)
 
 
 def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
@@ -108,9 +97,10 @@ def test_sigkill_is_recorded_as_the_signal(registry: Registry) -> None:
     """An agent killed by SIGKILL ends with signal SIGKILL and no exit code."""
     agent = registry.create({"name": "victim", "command": ["sleep", "60"]})
     gwait(lambda: agent.pid, 5)
+    assert agent.pid is not None
     os.kill(agent.pid, signal.SIGKILL)
     assert agent.wait(10)
-    assert agent.state.value == "exited" and agent.signal == "SIGKILL" and agent.exit_code is None
+    assert agent.state == "exited" and agent.signal == "SIGKILL" and agent.exit_code is None
 
 
 def test_stop_kills_grandchild_that_ignores_sigterm(registry: Registry, tmp_path: Path) -> None:
@@ -132,7 +122,7 @@ while True: time.sleep(1)
     started = time.monotonic()
     registry.stop("forker", wait=True)
     assert time.monotonic() - started < 5
-    assert agent.state.value == "exited"
+    assert agent.state == "exited"
 
     def gone() -> bool:
         try:
@@ -160,7 +150,7 @@ def test_exec_failure_becomes_failed_state(registry: Registry, tmp_path: Path) -
     script.write_bytes(b"\x7fELF garbage")
     script.chmod(0o755)
     agent = registry.create({"name": "broken", "command": [str(script)]})
-    assert agent.state.value == "failed"
+    assert agent.state == "failed"
     assert history(registry, "broken", "error")[0].data["code"] == "spawn_failed"
     assert history(registry, "broken", "complete")
 
@@ -186,8 +176,11 @@ def test_input_to_cat_comes_back_and_echo_is_marked(registry: Registry) -> None:
     """Input written to cat comes back; the terminal's echo of it is marked as echo."""
     agent = registry.create({"name": "cat", "command": ["cat"]})
     agent.write("hello there\n")
-    logs = gwait(lambda: [e.data for e in history(registry, "cat", "log") if e.data["line"] == "hello there"]
-                 if len([e for e in history(registry, "cat", "log") if e.data["line"] == "hello there"]) >= 2 else None, 5)
+    def both() -> list[dict[str, Any]]:
+        found = [e.data for e in history(registry, "cat", "log") if e.data["line"] == "hello there"]
+        return found if len(found) >= 2 else []
+
+    logs = gwait(both, 5, "the echo and cat's copy")
     assert logs[0].get("echo") == len("hello there") and "echo" not in logs[1]
     registry.stop("cat", wait=True)
     with pytest.raises(AgentNotRunning):
@@ -221,6 +214,7 @@ def test_resize_reaches_the_program(registry: Registry) -> None:
     assert lines(registry, "sizer")[-1] == "43 132"
 
 
+@pytest.mark.slow
 def test_output_before_exit_is_not_lost(registry: Registry) -> None:
     """Everything printed right before the program exits arrives (drained before EIO)."""
     run_to_end(registry, name="burst", command=[PY, "-c", "import sys\nfor i in range(20000): print(f'line {i}')"])
@@ -268,45 +262,6 @@ def test_restart_policy_on_failure_with_backoff(registry: Registry) -> None:
     assert len(history(registry, "flaky", "complete")) == 1
 
 
-def test_same_name_runs_again_and_continues_history(registry: Registry) -> None:
-    """Re-creating an ended agent starts run 2 on the same history; an active one is refused."""
-    run_to_end(registry, name="again", command=["echo", "one"])
-    assert registry.create({"name": "again", "command": ["sh", "-c", "echo two; sleep 30"]}).run == 2
-    with pytest.raises(AgentRunning):
-        registry.create({"name": "again", "command": ["true"]})
-    gwait(lambda: "two" in lines(registry, "again"), 5)
-    assert [(e.data["run"], e.data["line_num"], e.data["line"]) for e in history(registry, "again", "log")] == [
-        (1, 1, "one"), (2, 1, "two")]
-    with pytest.raises(AgentRunning):
-        registry.remove("again")
-    registry.stop("again", wait=True)
-    registry.remove("again")
-    assert "again" not in registry
-
-
-def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> None:
-    """A new registry on the same data dir has past agents, their history, and marks live ones lost."""
-    first = Registry(config)
-    run_to_end(first, name="done", command=["echo", "kept"])
-    sleeper = first.create({"name": "sleeper", "command": ["sh", "-c", "echo one; echo two; sleep 30"]})
-    gwait(lambda: len(lines(first, "sleeper")) == 2, 5)
-    last_id = first.eventlog.last_id()
-    # Simulate a crash: the registry goes away without stopping its agents.
-    first.eventlog.flush()
-    second = Registry(config)
-    try:
-        assert [e.data["line"] for e in history(second, "done", "log")] == ["kept"]
-        assert second.get("done").state.value == "exited"
-        assert second.get("sleeper").state.value == "lost"
-        assert second.eventlog.last_id() > last_id, "ids continue, never reused"
-        complete = history(second, "sleeper", "complete")
-        assert complete and complete[0].data["lines"] == 2 and complete[0].data["state"] == "lost"
-    finally:
-        first.shutdown(grace=1.0)
-        second.shutdown(grace=1.0)
-    assert sleeper.state.value == "exited"
-
-
 def test_a_raising_listener_breaks_nothing(registry: Registry) -> None:
     """A receiver that raises is skipped; the pipeline and other receivers go on."""
     seen: list[int] = []
@@ -322,6 +277,7 @@ def test_a_raising_listener_breaks_nothing(registry: Registry) -> None:
     assert lines(registry, "robust") == ["a", "b"] and len(seen) == 2
 
 
+@pytest.mark.slow
 def test_many_agents_leave_no_zombies_or_fds(registry: Registry) -> None:
     """200 agents run one after another leave no zombie and no growth in open fds."""
     def fds() -> int:
@@ -331,18 +287,7 @@ def test_many_agents_leave_no_zombies_or_fds(registry: Registry) -> None:
     for i in range(200):
         run_to_end(registry, name=f"seq-{i}", command=["echo", str(i)])
     assert fds() <= before + 2, "file descriptors leaked"
-    zombies = [p for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child(int(p))]
-    assert not zombies
-
-
-def _is_zombie_child(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-    return state == "Z" and int(ppid) == os.getpid()
+    assert not zombie_children()
 
 
 def test_erased_spinner_partial_is_taken_back(registry: Registry) -> None:
@@ -354,6 +299,7 @@ def test_erased_spinner_partial_is_taken_back(registry: Registry) -> None:
     )
     agent = registry.create({"name": "spinner", "command": [PY, "-c", code]})
     gwait(lambda: [e for e in history(registry, "spinner", "log") if e.data.get("partial")], 5, "the spinner shown")
+    assert agent.pid is not None
     os.kill(agent.pid, signal.SIGUSR1)  # now erase it and exit
     assert agent.wait(10)
     logs = [e.data for e in history(registry, "spinner", "log")]

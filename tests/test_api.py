@@ -2,23 +2,31 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
-from helpers import Server, python_agent, wait_for
+from support.processes import Server, python_agent
+from support.waiting import wait_for
 
 
-def error_of(response: Any) -> dict[str, str]:
-    assert response.headers.get("content-type", "").startswith("application/json"), response.body[:200]
-    body = response.json()
+def json_error(content_type: str, body: Any) -> dict[str, str]:
+    """The ``{"error": {code, message}}`` body every failure has, checked and returned."""
+    assert content_type.startswith("application/json"), body
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
     assert body["error"]["message"]
     return body["error"]  # type: ignore[no-any-return]
 
 
-def test_create_list_show_stop_delete(server: Server) -> None:
+def error_of(response: Any) -> dict[str, str]:
+    return json_error(response.headers.get("content-type", ""), response.json())
+
+
+def test_create_list_show_stop_delete(make_server: Callable[..., Server]) -> None:
     """An agent goes through the whole REST lifecycle with the documented fields."""
+    server = make_server()
     created = server.create(name="sleepy", command=["sleep", "30"])
     for key in ("name", "command", "state", "pid", "started_at", "ended_at", "exit_code", "signal",
                 "duration_s", "lines", "extractions", "clients", "last_event_id"):
@@ -67,12 +75,14 @@ def test_input_resize_restart_and_events(server: Server) -> None:
     (json.dumps({"name": "x", "command": ["true"], "cols": "wide"}).encode(), 400, "invalid_request"),
     (b"{" + b'"name": "' + b"x" * (2 << 20) + b'"}', 413, "body_too_large"),
 ])
-def test_bad_agent_definitions(server: Server, body: bytes, status: int, code: str) -> None:
-    """Every kind of bad definition gets its status and a JSON error naming the problem."""
-    response = server.request("POST", "/api/agents", raw_body=body, headers={"Content-Type": "application/json"})
-    assert response.status == status
-    error = error_of(response)
+def test_bad_agent_definitions(client: FlaskClient, body: bytes, status: int, code: str) -> None:
+    """Every kind of bad definition gets its status and a JSON error naming the problem (in
+    process: nothing here needs a socket)."""
+    response = client.post("/api/agents", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    error = json_error(response.headers.get("Content-Type", ""), response.get_json())
     assert error["code"] == code
+    assert client.get("/api/agents").get_json() == {"agents": []}, "nothing half-created"
     if code == "invalid_extractor":
         assert "position" in error["message"]
 
@@ -111,7 +121,7 @@ def test_token_required_on_every_api_route(make_server: Callable[..., Server]) -
     assert server.request("GET", "/healthz", headers={"Authorization": ""}).status == 200
     stream = server.stream("/api/stream?token=s3cret-token", headers={"Authorization": ""})
     with stream:
-        assert stream.status == 200 and stream.next().event == "connected"
+        assert stream.status == 200 and stream.take().event == "connected"
     log = server.log_path.read_text()
     assert "s3cret-token" not in log and "token=***" in log
 

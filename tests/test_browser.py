@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import Server, python_agent, wait_for
 
-# The browser, page and proxy fixtures live in browser_support (conftest.py is shared).
-pytest_plugins = ["browser_support"]
+from support.processes import Server, python_agent
+from support.waiting import wait_for
+
+# The browser, page and proxy fixtures live in support/browser.py (conftest.py is shared).
+pytest_plugins = ["support.browser"]
 pytestmark = pytest.mark.browser
 
 try:
@@ -280,11 +282,12 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: C
 
     def style(text: str) -> dict[str, str]:
         span = page.locator("#term-lines .tx span", has_text=re.compile(f"^{re.escape(text)}$")).first
-        return span.evaluate(
+        computed: dict[str, str] = span.evaluate(
             """(el) => { const s = getComputedStyle(el);
                  return {color: s.color, bg: s.backgroundColor, weight: s.fontWeight, style: s.fontStyle,
                          deco: s.textDecorationLine, opacity: s.opacity}; }"""
         )
+        return computed
 
     ok = style("✔ ok")
     assert (ok["color"], ok["weight"]) == ("rgb(87, 171, 90)", "700")
@@ -306,8 +309,9 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: C
     shot(page, "dashboard")
 
 
-def test_start_form_shows_the_servers_error_message(page: Page, server: Server) -> None:
+def test_start_form_shows_the_servers_error_message(page: Page, make_server: Callable[..., Server]) -> None:
     """When the server refuses a start, its JSON error message appears next to the form."""
+    server = make_server()
     open_dashboard(page, server.url, token=server.token)
     expected = server.request("POST", "/api/agents", {"name": "bad name!", "command": ["true"]}).json()["error"]["message"]
     page.fill("#start-form [name=name]", "bad name!")
@@ -378,6 +382,7 @@ def test_refused_stream_shows_the_error_and_retry_recovers(page: Page, server: S
     expect(conn.locator(".conn-retry")).to_be_hidden()
 
 
+@pytest.mark.slow
 def test_reconnects_after_a_dropped_connection_and_shows_every_line_once(
     page: Page, make_server: Callable[..., Server], proxy_to: Callable[..., Any]
 ) -> None:
@@ -406,6 +411,7 @@ def test_reconnects_after_a_dropped_connection_and_shows_every_line_once(
     expect(agent_item(page, "chatty").locator(".badge")).to_have_text("exited 0")
 
 
+@pytest.mark.slow
 def test_slow_consumer_drop_is_survived_without_loss(
     page: Page, make_server: Callable[..., Server], proxy_to: Callable[..., Any]
 ) -> None:
@@ -440,6 +446,7 @@ def test_slow_consumer_drop_is_survived_without_loss(
     assert len({n for n, _ in rows}) == len(rows)
 
 
+@pytest.mark.slow
 def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server: Server, shot: Callable[[Page, str], Any]) -> None:
     """20,000 lines leave exactly the newest 5,000 in the DOM, never more, and the page keeps up."""
     page.add_init_script(
@@ -520,6 +527,7 @@ def test_filter_extractions_and_stats(page: Page, server: Server) -> None:
     expect(page.locator("#stat-clients")).to_have_text(re.compile(r"^[1-9]"))
 
 
+@pytest.mark.slow
 def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
     page: Page, make_server: Callable[..., Server], proxy_to: Callable[..., Any]
 ) -> None:
@@ -653,7 +661,11 @@ def test_sse_test_page_resumes_with_last_event_id(
     proxy = proxy_to(server.url)
     server.create(name="tp2", command=python_agent(BEFORE_AND_AFTER.format(n=20)))
     resumed: list[str] = []
-    page.on("request", lambda r: "last-event-id" in r.headers and resumed.append(r.headers["last-event-id"]))
+    def note_resume(request: Any) -> None:
+        if "last-event-id" in request.headers:
+            resumed.append(request.headers["last-event-id"])
+
+    page.on("request", note_resume)
     page.goto(proxy.url + f"/test_sse.html?agent=tp2&connect=1&token={server.token}")
     page.locator("#log .line .tx", has_text="before 20").wait_for()
 

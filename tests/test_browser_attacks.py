@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Server, TcpProxy, python_agent, wait_for
+from support.net import TcpProxy
+from support.processes import Server, python_agent
+from support.waiting import wait_for
 
-# The browser fixtures live in browser_support (conftest.py is shared).
-pytest_plugins = ["browser_support"]
+# The browser fixtures live in support/browser.py (conftest.py is shared).
+pytest_plugins = ["support.browser"]
 pytestmark = pytest.mark.browser
 
 SECRET = "SECRET-LINE-42"
@@ -73,7 +75,7 @@ def attacker() -> Iterator[AttackerSite]:
 @pytest.fixture(scope="module")
 def hostile_browser(browser: Any) -> Iterator[Any]:
     """A Chromium of its own, with the made-up names resolving to 127.0.0.1."""
-    from browser_support import CHROMIUM, CHROMIUM_ARGS
+    from support.browser import CHROMIUM, CHROMIUM_ARGS
 
     other = browser.browser_type.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, RESOLVER])
     yield other
@@ -99,7 +101,7 @@ def victim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def victim_page(hostile_browser: Any, victim: Server) -> Iterator[Any]:
     """A page in a fresh context; with a token, the context first signs in on the dashboard, so
     the session cookie is there for any request the browser lets it go with."""
-    from browser_support import VIEWPORT
+    from support.browser import VIEWPORT
 
     context = hostile_browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(15_000)

@@ -9,97 +9,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, Server, TcpProxy, python_agent, wait_for
+
+from support import ROOT
+from support.cli import CLI_TIMEOUT, LiveCli, cli, cli_env, cli_here, one_line_error
+from support.net import TcpProxy, closed_port
+from support.processes import Server, alive, descendants, python_agent
+from support.waiting import wait_for
 
 DEMO = str(ROOT / "scripts" / "demo_agent.py")
-CLI_TIMEOUT = 40.0
-
-
-def cli_env(server: Server | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a CLI subprocess: this one without AGENT_SUPERVISOR_*, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SUPERVISOR_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("NO_COLOR", None)
-    if server is not None:
-        env["AGENT_SUPERVISOR_URL"] = server.url
-        if server.token:
-            env["AGENT_SUPERVISOR_TOKEN"] = server.token
-    env.update(extra)
-    return env
-
-
-def cli(*args: str, server: Server | None = None, env: dict[str, str] | None = None,
-        timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m supervisor ARGS`` to its end, output captured (piped, not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor", *args], check=False, cwd=ROOT, capture_output=True, text=True,
-        env=env if env is not None else cli_env(server), timeout=timeout, stdin=subprocess.DEVNULL,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """Assert the command failed with exactly one line on stderr and no traceback; return it."""
-    assert result.returncode != 0, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-class LiveCli:
-    """A CLI subprocess whose output is collected line by line while it runs."""
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", *args], cwd=ROOT, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-
-    def wait_out(self, predicate: Callable[[list[str]], bool], timeout: float = 20.0,
-                 what: str = "") -> None:
-        wait_for(lambda: predicate(list(self.out)), timeout, 0.01,
-                 what or "CLI output") if self.proc.poll() is None else None
-        assert predicate(list(self.out)), (what, self.out[-5:], self.err[-5:])
-
-    def finish(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        for reader in self._readers:
-            reader.join(5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
-
-
 @pytest.fixture
 def live() -> Iterator[Callable[..., LiveCli]]:
     """Start CLI subprocesses that are killed at the end of the test if still running."""
@@ -140,42 +64,6 @@ def counter_agent(count: int, delay: float) -> list[str]:
     """An agent printing ``line 1`` .. ``line COUNT``, one every ``delay`` seconds."""
     return python_agent(f"import time\nfor i in range(1, {count + 1}):\n"
                         f"    print('line', i, flush=True); time.sleep({delay})")
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (children, grandchildren, ...), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- run
@@ -265,9 +153,10 @@ def test_run_missing_executable_exits_127(server: Server) -> None:
     ("tail",), ("tail", "x", "--all"), ("tail", "x", "--last", "many"), ("stop",), ("send", "x"),
     ("run", "x", "--extract", "no-equals-sign", "--", "true"), ("list", "--what"), ("restart",), ("rm",),
 ], ids=lambda a: " ".join(a))
-def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...]) -> None:
+def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...], capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A command line that cannot work fails at once with one line and status 2."""
-    result = cli(*args, env=cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{closed_port()}"))
+    result = cli_here(capsys, monkeypatch, *args, url=f"http://127.0.0.1:{closed_port()}")
     assert result.returncode == 2
     one_line_error(result)
 
@@ -276,10 +165,11 @@ def test_bad_command_lines_are_one_line_and_status_2(args: tuple[str, ...]) -> N
     ("list",), ("stats",), ("tail", "x"), ("stop", "x"), ("send", "x", "hi"),
     ("run", "x", "--", "true"), ("tail", "--all"), ("restart", "x"), ("rm", "x"),
 ], ids=lambda a: " ".join(a))
-def test_server_down_is_one_line_and_status_1(args: tuple[str, ...]) -> None:
+def test_server_down_is_one_line_and_status_1(args: tuple[str, ...], capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """With no server at the URL every command says so in one line and exits 1."""
     port = closed_port()
-    result = cli(*args, env=cli_env(AGENT_SUPERVISOR_URL=f"http://127.0.0.1:{port}"))
+    result = cli_here(capsys, monkeypatch, *args, url=f"http://127.0.0.1:{port}")
     assert result.returncode == 1
     line = one_line_error(result)
     assert f"127.0.0.1:{port}" in line and "refused" in line
@@ -405,6 +295,7 @@ def test_tail_follow_ends_at_complete(server: Server, live: Callable[..., LiveCl
     assert tail.out == [f"line {i}" for i in range(1, 31)]
 
 
+@pytest.mark.slow
 def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., LiveCli]) -> None:
     """When the connection drops mid-stream, ``tail -f`` reconnects with Last-Event-ID and its
     output has no gap and no duplicate."""
@@ -426,6 +317,7 @@ def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., 
         proxy.close()
 
 
+@pytest.mark.slow
 def test_tail_survives_a_server_restart(make_server: Callable[..., Server], tmp_path: Path,
                                         live: Callable[..., LiveCli]) -> None:
     """When the server dies (SIGKILL) mid-stream and comes back on the same port and data, ``tail
@@ -544,8 +436,9 @@ def test_send_to_an_agent_that_ended(server: Server) -> None:
     one_line_error(result)
 
 
-def test_list_shows_a_table(server: Server) -> None:
+def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
     """``list`` shows name, state, pid, uptime or exit, lines, clients; ``--json`` the API's."""
+    server = make_server()
     server.create(name="done7", command=python_agent("print('x'); raise SystemExit(7)"))
     server.wait_state("done7", "exited")
     agent = server.create(name="busy", command=counter_agent(1000, 0.05))
@@ -561,8 +454,9 @@ def test_list_shows_a_table(server: Server) -> None:
     assert cli("stop", "busy", "--grace", "1", server=server).returncode == 0
 
 
-def test_stats_table_and_json(server: Server) -> None:
+def test_stats_table_and_json(make_server: Callable[..., Server]) -> None:
     """``stats`` shows the stream counters readably; ``--json`` prints the endpoint's JSON."""
+    server = make_server()
     server.create(name="st", command=python_agent("print('x')"))
     with server.stream("/api/agents/st/stream") as stream:
         stream.until(lambda e: e.event == "complete")
@@ -595,11 +489,14 @@ def test_serve_refuses_no_token_on_an_open_address(tmp_path: Path) -> None:
     assert "--no-token" in one_line_error(result)
 
 
-def test_help_of_every_command() -> None:
-    """``--help`` works for the program and for each command, with status 0."""
-    for args in [(), ("serve",), ("run",), ("tail",), ("stop",), ("restart",), ("rm",), ("send",), ("list",),
+def test_help_of_every_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--help`` works for the program and for each command, with status 0 (the program's own
+    ``--help`` as a subprocess, the rest in this process)."""
+    result = cli("--help")
+    assert result.returncode == 0 and "usage: agent-supervisor" in result.stdout, result.stderr
+    for args in [("serve",), ("run",), ("tail",), ("stop",), ("restart",), ("rm",), ("send",), ("list",),
                  ("stats",), ("token",)]:
-        result = cli(*args, "--help")
+        result = cli_here(capsys, monkeypatch, *args, "--help", url="http://127.0.0.1:1")
         assert result.returncode == 0, (args, result.stderr)
         assert "usage:" in result.stdout
 
@@ -621,6 +518,7 @@ def test_demo_agent_runs_standalone() -> None:
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
 
 
+@pytest.mark.slow
 def test_smoke_script(server: Server) -> None:
     """scripts/test_sse.sh passes against a live server, one PASS line per step: with the token
     in $AGENT_SUPERVISOR_TOKEN, or found by `agent-supervisor token` in the data dir."""

@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, Server, SSEEvent, http, wait_for
+from support import ROOT
+from support.net import http
+from support.processes import Server
+from support.sse import SSEEvent
+from support.waiting import wait_for
 from support import loopback_netns, tmux
 from support.fake_responses import FakeResponses, Reply, Usage, call_function, response_events, run_command, say
 from support.loopback_netns import LoopbackNetns

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import Server, http
+from support.net import http
+from support.processes import Server
 
 ROUTES = [
     ("GET", "/api/agents"), ("POST", "/api/agents"), ("GET", "/api/agents/{name}"),

@@ -1,7 +1,7 @@
 """Units for history (segments, retention, reading after an id, reload) and the event log."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -111,7 +111,7 @@ def test_memory_is_bounded_in_bytes_too(tmp_path: Path) -> None:
 )
 def test_timestamps_match_datetime_formatting(epoch: float) -> None:
     # The per-second cache must not change a single stamp, rounding and minute rollovers included.
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
     expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     assert rfc3339(epoch) == expected
 

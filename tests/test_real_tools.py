@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, Server, SSEEvent, wait_for
-from test_cli import alive, cli, closed_port, descendants
+
+from support import ROOT
+from support.cli import cli
+from support.net import closed_port
+from support.processes import Server, alive, descendants
+from support.sse import SSEEvent
+from support.waiting import wait_for
 
 CODEX_VERSION = "0.169.0"
 TOOLS = ROOT / ".tools"

@@ -1,6 +1,6 @@
 """The virtual screen against tmux: the same bytes at the same size must show the same screen.
 
-Each program is run under a real PTY and recorded (``screen_support.record``); the bytes go to
+Each program is run under a real PTY and recorded (``support.screen.record``); the bytes go to
 a private tmux server and to a :class:`VirtualScreen`, and the two are compared row by row: the
 text (``capture-pane -p``, with line-drawing cells shown as lines), the colours and attributes
 of every cell (``capture-pane -p -e``), the cursor, its visibility and the alternate screen.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from screen_support import FIXTURES, Program, Tmux, ansi_rows, diff_rows, programs, require_tmux, transcripts
+from support.screen import FIXTURES, Program, Tmux, ansi_rows, diff_rows, programs, require_tmux, transcripts
 from supervisor.screen import VirtualScreen
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,7 +60,7 @@ def _compare(screen: VirtualScreen, tmux: Tmux) -> None:
 def _require(program: Program) -> None:
     require_tmux()
     if shutil.which(program.argv[0]) is None and not Path(program.argv[0]).exists():
-        from screen_support import in_ci
+        from support.screen import in_ci
 
         message = f"{program.argv[0]} is missing (apt-get install -y {program.argv[0]})"
         if in_ci():

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, Response, Server, http, python_agent, wait_for
+from support import ROOT
+from support.net import Response, http
+from support.processes import Server, python_agent
+from support.waiting import wait_for
 
 
 def error_of(response: Response) -> dict[str, str]:

@@ -1,14 +1,20 @@
 """SSE streams against a real server: replay, live tail, resume, fan-out, slow clients, stats."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from helpers import Server, SSEEvent, follow, python_agent, read_all, wait_for
+import pytest
+
+from support.processes import Server, python_agent
+from support.sse import SSEEvent, follow, read_all
+from support.waiting import wait_for
 
 
 def ids(events: list[SSEEvent]) -> list[int]:
@@ -25,6 +31,14 @@ def is_complete(event: SSEEvent) -> bool:
     return event.event == "complete"
 
 
+def is_final_line(event: SSEEvent, plain: str) -> bool:
+    """Whether ``event`` is the complete log line whose text without escapes is ``plain``."""
+    if event.event != "log":
+        return False
+    data = event.json()["data"]
+    return not data.get("partial") and data.get("plain", data["line"]) == plain
+
+
 def test_frames_headers_replay_then_live(server: Server) -> None:
     """A stream sends retry, connected, the history, then live events, as documented."""
     server.create(name="talker", command=python_agent(
@@ -34,7 +48,7 @@ def test_frames_headers_replay_then_live(server: Server) -> None:
         assert stream.status == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
         assert stream.headers["cache-control"] == "no-cache" and stream.headers["x-accel-buffering"] == "no"
-        first = stream.next()
+        first = stream.take()
         assert stream.retry == 3000 and bytes(stream.raw).startswith(b"retry: 3000\n\n")
         assert first.event == "connected" and first.id is None and first.json()["client_id"]
         replay = stream.until(lambda e: e.event == "log")
@@ -63,6 +77,7 @@ def test_204_when_done_and_seen(server: Server) -> None:
         assert ids(got) == [last] and stream.next() is None
 
 
+@pytest.mark.slow
 def test_resume_mid_flood_has_no_gap_and_no_duplicate(server: Server) -> None:
     """A client that reconnects with Last-Event-ID while the agent floods misses nothing."""
     server.create(name="flood", command=python_agent("for i in range(30000): print('flood line', i)"))
@@ -101,6 +116,7 @@ def test_query_last_event_id_and_reset_from_the_future(server: Server) -> None:
         assert ids(got) == [e["id"] for e in events]
 
 
+@pytest.mark.slow
 def test_hundred_clients_get_identical_sequences(make_server: Callable[..., Server]) -> None:
     """100 concurrent clients of one agent all receive the same events in the same order."""
     # Queues large enough that a loaded test machine reading 100 sockets in one thread is not
@@ -112,7 +128,7 @@ def test_hundred_clients_get_identical_sequences(make_server: Callable[..., Serv
     streams = [server.stream("/api/agents/fan/stream") for _ in range(100)]
     try:
         for stream in streams:
-            assert stream.next().event == "connected"
+            assert stream.take().event == "connected"
         wait_for(lambda: server.get("/api/sse/stats")["agents"]["fan"] == 100, 10, what="100 live clients")
         server.request("POST", "/api/agents/fan/input", {"data": "go\n"})
         sequences = [ids(events) for events in read_all(streams, is_complete, timeout=60)]
@@ -123,6 +139,7 @@ def test_hundred_clients_get_identical_sequences(make_server: Callable[..., Serv
     assert len(sequences[0]) > 1000
 
 
+@pytest.mark.slow
 def test_slow_client_is_dropped_and_others_unaffected(server: Server) -> None:
     """A client that stops reading is dropped with slow_consumer; a normal one gets everything."""
     server.create(name="big", command=python_agent(
@@ -131,7 +148,7 @@ def test_slow_client_is_dropped_and_others_unaffected(server: Server) -> None:
     slow = server.stream("/api/agents/big/stream", rcvbuf=4096)
     normal = server.stream("/api/agents/big/stream")
     try:
-        assert slow.next().event == "connected" and normal.next().event == "connected"
+        assert slow.take().event == "connected" and normal.take().event == "connected"
         wait_for(lambda: server.get("/api/sse/stats")["agents"]["big"] == 2, 10)
         server.request("POST", "/api/agents/big/input", {"data": "go\n"})
         got = normal.until(is_complete, timeout=60)
@@ -150,11 +167,12 @@ def test_slow_client_is_dropped_and_others_unaffected(server: Server) -> None:
         normal.close()
 
 
-def test_stats_follow_connects_and_disconnects(server: Server) -> None:
+def test_stats_follow_connects_and_disconnects(make_server: Callable[..., Server]) -> None:
     """Stats count clients per agent with details, and forget a client once it disconnects."""
+    server = make_server()
     server.create(name="watched", command=["sleep", "30"])
     stream = server.stream("/api/agents/watched/stream")
-    assert stream.next().event == "connected"
+    assert stream.take().event == "connected"
     stats = wait_for(lambda: (s := server.get("/api/sse/stats"))["agents"]["watched"] == 1 and s, 10)
     assert stats["total_clients"] == 1 and stats["total_agents"] == 1
     client = stats["clients"][0]
@@ -193,10 +211,12 @@ time.sleep(60)
     server.wait_state("lonely", "exited")
 
 
-def test_all_agents_stream_sees_both_agents_and_additions(server: Server) -> None:
-    """/api/stream carries agent_added and every agent's events, in one id sequence."""
+def test_all_agents_stream_sees_both_agents_and_additions(make_server: Callable[..., Server]) -> None:
+    """/api/stream carries agent_added and every agent's events, in one id sequence (a server of
+    its own: the stream starts with the whole history)."""
+    server = make_server()
     with server.stream("/api/stream") as stream:
-        assert stream.next().event == "connected"
+        assert stream.take().event == "connected"
         wait_for(lambda: server.get("/api/sse/stats")["all_stream_clients"] == 1, 10)
         server.create(name="one", command=["echo", "from one"])
         server.create(name="two", command=["echo", "from two"])
@@ -272,11 +292,18 @@ def test_strip_ansi_and_plain_clients_share_live_flushes(server: Server) -> None
     streams = [server.stream(p) for p in paths]
     try:
         for s in streams:
-            assert s.next().event == "connected"
+            assert s.take().event == "connected"
         wait_for(lambda: server.get("/api/agents/painter")["clients"] == 4, 10)
+        received: list[list[SSEEvent]] = [[] for _ in streams]
         for n in (0, 3, 6):
+            # One input at a time, each after every client has its lines: typed back to back,
+            # the echo of one input could land inside the next output line.
             server.request("POST", "/api/agents/painter/input", {"data": f"{n}\n"})
-        received = read_all(streams, is_complete)
+            last = f"line {n + 2}"
+            for got, more in zip(received, read_all(streams, functools.partial(is_final_line, plain=last))):
+                got.extend(more)
+        for got, more in zip(received, read_all(streams, is_complete)):
+            got.extend(more)
     finally:
         for s in streams:
             s.close()
@@ -318,16 +345,18 @@ def test_reset_when_last_event_id_is_older_than_retained(make_server: Callable[.
     assert ids(got) == [e["id"] for e in events]
 
 
+@pytest.mark.slow
 def test_connect_disconnect_churn_leaks_no_fds(server: Server) -> None:
     """2,000 stream connects and disconnects (some mid-replay) leave no fd, thread or client behind."""
     server.create(name="churn", command=["sh", "-c", "seq 1 300; sleep 30"])
     wait_for(lambda: server.get("/api/agents/churn")["lines"] >= 300, 10)
     assert server.process is not None
-    fd_dir = f"/proc/{server.process.pid}/fd"
+    pid = server.process.pid
+    fd_dir = f"/proc/{pid}/fd"
     baseline = len(os.listdir(fd_dir))
 
     def threads() -> int:
-        with open(f"/proc/{server.process.pid}/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             return int(next(line for line in f if line.startswith("Threads:")).split()[1])
     thread_baseline = threads()
     request = f"GET /api/agents/churn/stream?token={server.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()

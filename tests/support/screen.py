@@ -33,8 +33,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "screen"
+from . import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "screen"
 REPLAY = FIXTURES / "replay.py"
 INSTALL_HINT = "the screen oracle tests need tmux (apt-get install -y tmux)"
 
@@ -466,5 +467,5 @@ def programs(workdir: Path) -> list[Program]:
 
 def transcripts() -> dict[str, bytes]:
     """Raw PTY recordings of real tools (npm, codex exec), by name."""
-    folder = Path(__file__).resolve().parent / "fixtures" / "transcripts"
+    folder = ROOT / "tests" / "fixtures" / "transcripts"
     return {p.stem: p.read_bytes() for p in sorted(folder.glob("*.raw"))}

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from helpers import TcpProxy
+from . import ROOT
+from .net import TcpProxy
 
-ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,0 +1,172 @@
+"""The registry: the rules across agents, and what is kept of them between supervisors.
+
+In-process, with real processes under a PTY (``gwait`` lets the hub run while waiting).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor import events
+from supervisor.config import Config, load_config
+from supervisor.events import Event
+from supervisor.exceptions import AgentNotFound, AgentRunning, DataDirError, InvalidName, TooManyAgents
+from supervisor.registry import Registry
+from supervisor.spec import AgentSpec
+from supervisor.store import AgentRecord, AgentStore
+
+from support.waiting import gwait
+
+
+def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
+    return [e for e in registry.eventlog.read_after(0, name).events if type is None or e.type == type]
+
+
+def lines(registry: Registry, name: str) -> list[str]:
+    return [e.data["line"] for e in history(registry, name, "log") if not e.data.get("partial")]
+
+
+def run_to_end(registry: Registry, timeout: float = 20.0, **body: Any) -> Any:
+    agent = registry.create(body)
+    assert agent.wait(timeout), f"agent {agent.name} did not finish"
+    return agent
+
+
+def test_same_name_runs_again_and_continues_history(registry: Registry) -> None:
+    """Re-creating an ended agent starts run 2 on the same history; an active one is refused."""
+    run_to_end(registry, name="again", command=["echo", "one"])
+    assert registry.create({"name": "again", "command": ["sh", "-c", "echo two; sleep 30"]}).run == 2
+    with pytest.raises(AgentRunning):
+        registry.create({"name": "again", "command": ["true"]})
+    gwait(lambda: "two" in lines(registry, "again"), 5)
+    assert [(e.data["run"], e.data["line_num"], e.data["line"]) for e in history(registry, "again", "log")] == [
+        (1, 1, "one"), (2, 1, "two")]
+    with pytest.raises(AgentRunning):
+        registry.remove("again")
+    registry.stop("again", wait=True)
+    registry.remove("again")
+    assert "again" not in registry
+
+
+def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> None:
+    """A new registry on the same data dir has past agents, their history, and marks live ones lost."""
+    first = Registry(config)
+    run_to_end(first, name="done", command=["echo", "kept"])
+    sleeper = first.create({"name": "sleeper", "command": ["sh", "-c", "echo one; echo two; sleep 30"]})
+    gwait(lambda: len(lines(first, "sleeper")) == 2, 5)
+    last_id = first.eventlog.last_id()
+    # Simulate a crash: the registry goes away without stopping its agents.
+    first.eventlog.flush()
+    second = Registry(config)
+    try:
+        assert [e.data["line"] for e in history(second, "done", "log")] == ["kept"]
+        assert second.get("done").state == "exited"
+        assert second.get("sleeper").state == "lost"
+        assert second.eventlog.last_id() > last_id, "ids continue, never reused"
+        complete = history(second, "sleeper", "complete")
+        assert complete and complete[0].data["lines"] == 2 and complete[0].data["state"] == "lost"
+    finally:
+        first.shutdown(grace=1.0)
+        second.shutdown(grace=1.0)
+    assert sleeper.state == "exited"
+
+
+def test_agent_added_and_removed_are_announced_on_the_supervisor_channel(registry: Registry) -> None:
+    """Defining an agent announces it with describe(record); deleting it announces that too, and
+    both outlive the agent's own history."""
+    registry.describe = lambda record: {"name": record.name, "state": record.state, "run": record.run}
+    run_to_end(registry, name="shown", command=["true"])
+    registry.remove("shown")
+    announced = [(e.type, e.data) for e in registry.eventlog.read_after(0).events
+                 if e.type in (events.AGENT_ADDED, events.AGENT_REMOVED)]
+    assert announced == [(events.AGENT_ADDED, {"agent": {"name": "shown", "state": None, "run": 0}}),
+                         (events.AGENT_REMOVED, {"name": "shown"})]
+    assert history(registry, "shown") == []
+
+
+def test_remove_deletes_everything_kept(registry: Registry, config: Config) -> None:
+    """remove() takes the agent's record, output and history off the disk; a new registry on
+    the same data directory does not know it."""
+    run_to_end(registry, name="doomed", command=["echo", "bye"])
+    folder = Path(config.data_dir) / "agents" / "doomed"
+    assert {p.name for p in folder.iterdir()} >= {"agent.json", "output.log", "events.000001.jsonl"}
+    registry.remove("doomed")
+    assert not folder.exists() and "doomed" not in registry
+    with pytest.raises(AgentNotFound):
+        registry.get("doomed")
+    with pytest.raises(InvalidName):
+        registry.remove("../etc")
+    again = Registry(config)
+    try:
+        assert "doomed" not in again
+    finally:
+        again.shutdown()
+
+
+def test_the_maximum_number_of_agents(tmp_path: Path) -> None:
+    """Past max_agents a new name is refused; re-using an ended agent's name is not a new agent."""
+    config = load_config(environ={"HOME": str(tmp_path)}, data_dir=str(tmp_path / "d"), max_agents=2)
+    registry = Registry(config, persist=False)
+    try:
+        run_to_end(registry, name="one", command=["true"])
+        run_to_end(registry, name="two", command=["true"])
+        with pytest.raises(TooManyAgents):
+            registry.create({"name": "three", "command": ["true"]})
+        run_to_end(registry, name="two", command=["true"])
+        assert [a.name for a in registry.list()] == ["one", "two"]
+        assert registry.stats()["total_agents"] == 2 and registry.stats()["active_agents"] == 0
+    finally:
+        registry.shutdown()
+
+
+def test_define_without_starting_saves_the_record(registry: Registry, config: Config) -> None:
+    """create(start=False) defines the agent and saves its record; it has not run."""
+    agent = registry.create({"name": "later", "command": ["true"]}, start=False)
+    assert agent.state is None and agent.run == 0
+    record = AgentStore(Path(config.data_dir)).load("later")
+    assert record.spec == agent.spec and record.state is None
+
+
+def test_a_damaged_record_is_skipped_with_a_warning(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """An unreadable agent.json does not stop the start: that agent is left out, and said so."""
+    first = Registry(config)
+    run_to_end(first, name="fine", command=["true"])
+    run_to_end(first, name="broken", command=["true"])
+    first.shutdown()
+    (Path(config.data_dir) / "agents" / "broken" / "agent.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        second = Registry(config)
+    try:
+        assert "fine" in second and "broken" not in second
+        assert "cannot restore agent 'broken'" in caplog.text
+    finally:
+        second.shutdown()
+
+
+def test_an_unwritable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
+    """A data directory that cannot be written is refused at once, with what to do about it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = load_config(environ={"HOME": str(tmp_path)}, data_dir=str(blocker / "data"))
+    with pytest.raises(DataDirError, match="--data-dir"):
+        Registry(config)
+
+
+def test_records_round_trip_and_older_ones_load() -> None:
+    """A record survives to_dict/from_dict; one written before restarts/cols/rows were kept
+    loads with defaults from its spec."""
+    spec = AgentSpec(name="r", command=["/bin/true"], cols=90, rows=20)
+    record = AgentRecord(spec, state="exited", run=2, pid=7, started_at=1.0, ended_at=2.5, exit_code=0,
+                         reason="exited with code 0", lines=3, extractions=1, created_at=0.5, restarts=1,
+                         cols=100, rows=30)
+    assert AgentRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    old = {k: v for k, v in record.to_dict().items() if k not in ("restarts", "cols", "rows")}
+    loaded = AgentRecord.from_dict(old)
+    assert (loaded.restarts, loaded.cols, loaded.rows) == (0, 90, 20)
+    assert loaded.duration_s(100.0) == 1.5
+    with pytest.raises(KeyError):
+        AgentRecord.from_dict({"state": "exited"})
