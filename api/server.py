@@ -12,8 +12,8 @@ import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gevent
 import gevent.event

@@ -7,10 +7,10 @@ import re
 from flask import Blueprint, Response, request
 
 from .auth import cors_headers
-from .security import response_headers
 from .errors import ApiError
 from .ext import current
 from .handler import DETACH_KEY
+from .security import response_headers
 
 bp = Blueprint("stream", __name__, url_prefix="/api")
 

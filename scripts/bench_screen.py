@@ -59,7 +59,8 @@ class Ours:
         self.feed = self.screen.feed
 
     def rows(self) -> list[str]:
-        return self.screen.snapshot()["text"]
+        rows: list[str] = self.screen.snapshot()["text"]
+        return rows
 
     def cursor(self) -> tuple[int, int]:
         c = self.screen.snapshot()["cursor"]
@@ -113,7 +114,7 @@ class Ghostty:
         self.height = rows
 
     def rows(self) -> list[str]:
-        rows = self.term.text().split("\n")
+        rows: list[str] = self.term.text().split("\n")
         return rows + [""] * (self.height - len(rows))
 
     def cursor(self) -> tuple[int, int]:

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,8 @@ def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[
     return server, f"{server.url}/stream", {}
 
 
-STARTERS = {
+Starter = Callable[[Scenario, Path], tuple[ServerProcess, str, dict[str, str]]]
+STARTERS: dict[str, Starter] = {
     "ours": _start_ours,
     "reference": _start_reference,
     "reference-pty": lambda scenario, tmp: _start_reference(scenario, tmp, pty=True),

@@ -10,8 +10,8 @@ built-in codex extractors. A new profile without ``extractors`` gets ``default_e
 """
 from __future__ import annotations
 
-import json
 import ipaddress
+import json
 import math
 import os
 import re
@@ -22,9 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .names import is_name
 from .exceptions import ConfigError, InvalidExtractor, UnknownProfile
 from .extractors import MAX_EXTRACTIONS_PER_LINE, MAX_MATCHES_PER_LINE, compile_extractors
+from .names import is_name
 from .profiles import GENERIC, builtin_profiles
 
 ENV_PREFIX = "AGENT_SUPERVISOR_"

@@ -21,8 +21,8 @@ from typing import Any
 
 import re2
 
-from .names import is_name
 from .exceptions import InvalidExtractor
+from .names import is_name
 
 #: Longest pattern accepted, in characters.
 MAX_PATTERN_LENGTH = 4096

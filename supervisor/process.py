@@ -26,8 +26,8 @@ import shutil
 import signal
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gevent
 import gevent.event

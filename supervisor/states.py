@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 
 
-class AgentState(str, enum.Enum):
+class AgentState(enum.StrEnum):
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -17,9 +17,6 @@ class AgentState(str, enum.Enum):
     EXITED = "exited"
     FAILED = "failed"
     LOST = "lost"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: States in which the agent has (or is about to have) a live process.

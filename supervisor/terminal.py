@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import re
 
-from .ansi import CSI_FINAL, CSI_INTERMEDIATES, CSI_PARAMS, ESC_OTHER, OSC_START, STRING_BODY, STRING_END, UNFINISHED, as_bytes
+from .ansi import (
+    CSI_FINAL,
+    CSI_INTERMEDIATES,
+    CSI_PARAMS,
+    ESC_OTHER,
+    OSC_START,
+    STRING_BODY,
+    STRING_END,
+    UNFINISHED,
+    as_bytes,
+)
 
 __all__ = ["TerminalResponder"]
 

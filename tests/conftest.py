@@ -27,6 +27,14 @@ from supervisor.registry import Registry
 from support.processes import Server, children
 from support.waiting import wait_for
 
+# Fixtures of their own modules: the browser (Chromium, pages, proxies) and the pinned codex.
+pytest_plugins = ["support.browser", "support.codex"]
+
+# pytest-xdist gives its workers COLUMNS and LINES (the size of the terminal pytest runs in);
+# a program a test starts (in tmux, under a PTY) would take them for its own terminal's size.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 @pytest.fixture(autouse=True)
 def no_leaked_children() -> Iterator[None]:

@@ -18,8 +18,6 @@ import pytest
 from support.processes import Server, python_agent
 from support.waiting import wait_for
 
-# The browser, page and proxy fixtures live in support/browser.py (conftest.py is shared).
-pytest_plugins = ["support.browser"]
 pytestmark = pytest.mark.browser
 
 try:

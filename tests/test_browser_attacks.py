@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.net import TcpProxy
 from support.processes import Server, python_agent
 from support.waiting import wait_for
 
-# The browser fixtures live in support/browser.py (conftest.py is shared).
-pytest_plugins = ["support.browser"]
 pytestmark = pytest.mark.browser
 
 SECRET = "SECRET-LINE-42"

@@ -11,34 +11,34 @@ at the stand-in, which refuses and records anything sent that way; and codex run
 namespace with only loopback where one can be made (root; required under ``CI=true``).
 
 The codex tests skip when codex is not installed, and fail under ``CI=true`` (see
-:func:`test_real_tools.codex_bin`).
+:func:`support.codex.codex_bin`).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT
-from support.net import http
-from support.processes import Server
-from support.sse import SSEEvent
-from support.waiting import wait_for
-from support import loopback_netns, tmux
+
+from support import ROOT, loopback_netns, tmux
+from support.cli import cli
+from support.codex import CODEX_VERSION, in_ci, unavailable
 from support.fake_responses import FakeResponses, Reply, Usage, call_function, response_events, run_command, say
 from support.loopback_netns import LoopbackNetns
+from support.net import http
 from support.offline_codex import OfflineCodex
-from test_cli import alive, cli, descendants
-import test_real_tools
-from test_real_tools import CODEX_VERSION, collect, in_ci, plain, unavailable
-
-codex_bin = test_real_tools.codex_bin  # the fixture that installs the pinned codex, shared
+from support.processes import Server, alive, descendants
+from support.sse import SSEEvent, collect, plain
+from support.waiting import wait_for
 
 FIXTURES = ROOT / "tests" / "fixtures" / "codex"  # real captures of `codex exec --json`, for the extractors
 COMMAND = "echo offline-$((6 * 7))"  # the shell, not the script, makes the 42
@@ -74,20 +74,27 @@ def offline(codex_bin: Path, netns: LoopbackNetns | None,
     """Make an :class:`OfflineCodex` with a stand-in of its own; all are stopped afterwards,
     their daemons too (they leave codex's session, so nothing else would end them)."""
     made: list[OfflineCodex] = []
+    # A short root, not tmp_path: codex's footer row shows the model, the working directory and
+    # the title, and a long directory (pytest-xdist's basetemp adds popen-gwN/) pushes the title
+    # off a 120-column row.
+    root = Path(tempfile.mkdtemp(prefix="codex-"))
 
     def make(replies: list[Reply], daemon: bool = False, trusted: bool = True) -> OfflineCodex:
         listener = netns.listen() if netns else None
         fake = FakeResponses(replies, listener=listener).start()
-        codex = OfflineCodex(codex_bin, fake, tmp_path / f"codex{len(made)}", netns, daemon=daemon,
+        codex = OfflineCodex(codex_bin, fake, root / f"codex{len(made)}", netns, daemon=daemon,
                              trusted=trusted)
         subprocess.run(["git", "init", "-q", str(codex.workdir)], check=True, timeout=30)  # so trust matters
         made.append(codex)
         return codex
 
-    yield make
-    for codex in made:
-        codex.fake.close()
-        codex.stop_daemons()
+    try:
+        yield make
+    finally:
+        for codex in made:
+            codex.fake.close()
+            codex.stop_daemons()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_offline(codex: OfflineCodex, mode: str) -> None:
@@ -338,7 +345,9 @@ def tmux_tui(tmp_path: Path, codex: OfflineCodex) -> tuple[tmux.TmuxSession, lis
     session.type(TYPED)
     session.wait_screen(screen_has(f"› {TYPED}"), 30, "the typed prompt")
     session.press("Enter")
-    return session, session.wait_screen(screen_has(FINAL, "Worked for"), 60, "the final message")
+    # The title is asked for aside, and may be drawn after the answer: wait for it too.
+    return session, session.wait_screen(screen_has(FINAL, "Worked for", "· Offline turn"), 60,
+                                        "the final message and the title")
 
 
 def transcript(screen: list[str]) -> list[str]:
@@ -465,8 +474,17 @@ def test_codex_full_screen_asks_first_whether_to_trust_a_repository(
     session = tmux.TmuxSession(tmp_path / "tmux", codex.argv(), cwd=codex.workdir, env=codex.env)
     try:
         session.wait_screen(screen_has("Trust this folder?", "1. Trust and continue"), 60, "the trust question")
-        session.press("Enter")
-        session.wait_screen(screen_has(PROMPT_READY), 30, "codex's prompt")
+        # codex can draw the question a moment before it reads keys: while the question stays
+        # on screen, Enter is pressed again (as a person would), up to the deadline.
+        deadline = time.monotonic() + 30
+        while True:
+            session.press("Enter")
+            try:
+                session.wait_screen(screen_has(PROMPT_READY), 2, "codex's prompt")
+                break
+            except AssertionError:
+                if time.monotonic() > deadline or not screen_has("Trust this folder?")(session.capture()):
+                    raise
         config = (codex.codex_home / "config.toml").read_text()
         assert f'[projects."{codex.workdir}"]\ntrust_level = "trusted"' in config, config
         assert codex.fake.turns == []  # nothing was asked of the model

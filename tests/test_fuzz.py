@@ -11,7 +11,7 @@ Commands stay harmless: ``true``, ``echo`` or names that do not exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -98,8 +98,10 @@ def requests(draw: st.DrawFn, token: str) -> tuple[str, str, bytes | None, dict[
     path = template.format(name=quote(draw(names), safe="")) + draw(queries)
     expected = next((b for suffix, b in route_bodies.items() if template.endswith(suffix)), json_values)
     kind = draw(st.sampled_from(["none", "json", "raw"] + ["expected"] * 7))
-    body = {"none": lambda: None, "json": lambda: json.dumps(draw(json_values)).encode(),
-            "expected": lambda: json.dumps(draw(expected)).encode(), "raw": lambda: draw(raw_bytes)}[kind]()
+    makers: dict[str, Callable[[], bytes | None]] = {
+        "none": lambda: None, "json": lambda: json.dumps(draw(json_values)).encode(),
+        "expected": lambda: json.dumps(draw(expected)).encode(), "raw": lambda: draw(raw_bytes)}
+    body = makers[kind]()
     headers: dict[str, Any] = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if draw(st.sampled_from([True] * 4 + [False])):
         return method, path, body, headers  # four in five are well-formed: their bodies get far
@@ -136,7 +138,7 @@ def test_every_route_answers_json_4xx_or_2xx_never_5xx(target: Server, data: st.
         with target.stream(path, headers=headers, timeout=10) as sse:
             status, ctype, raw = sse.status, sse.headers.get("content-type", ""), b""
             if status != 200:  # an error: a JSON body of Content-Length bytes
-                raw = sse.buffer
+                raw = bytes(sse.raw)
                 while len(raw) < int(sse.headers.get("content-length", "0")):
                     chunk = sse.sock.recv(65536)
                     if not chunk:

@@ -23,7 +23,8 @@ def screen_of(data: bytes, cols: int = 20, rows: int = 5) -> VirtualScreen:
 
 
 def text(data: bytes, cols: int = 20, rows: int = 5) -> list[str]:
-    return screen_of(data, cols, rows).snapshot()["text"]
+    rows_: list[str] = screen_of(data, cols, rows).snapshot()["text"]
+    return rows_
 
 
 def view(snapshot: dict[str, object]) -> dict[str, object]:
@@ -451,8 +452,8 @@ def test_detector_finds_a_sequence_split_at_any_byte() -> None:
             found += data[cut:]
         assert found == data[start:], f"cut at {cut}"
     detector = AlternateScreenDetector()
-    found = [detector.feed(data[i:i + 1]) for i in range(len(data))]
-    assert [f for f in found if f is not None] == [b"\x1b[?1;1049h"]
+    each = [detector.feed(data[i:i + 1]) for i in range(len(data))]
+    assert [f for f in each if f is not None] == [b"\x1b[?1;1049h"]
 
 
 def test_detector_keeps_little_of_a_line_agent_s_output() -> None:

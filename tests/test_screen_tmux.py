@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from support.screen import FIXTURES, Program, Tmux, ansi_rows, diff_rows, programs, require_tmux, transcripts
 from supervisor.screen import VirtualScreen
+
+from support.screen import FIXTURES, Program, Tmux, ansi_rows, diff_rows, programs, require_tmux, transcripts
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -140,7 +140,7 @@ def test_session_cookie_for_the_pages(shared: Server) -> None:
     jar = {"Authorization": None, "Cookie": f"{name}={value}"}
     assert shared.request("GET", "/api/agents", headers=jar).status == 200
     with shared.stream("/api/stream", headers=jar) as stream:
-        assert stream.status == 200 and stream.next().event == "connected"
+        assert stream.status == 200 and stream.take().event == "connected"
     assert shared.request("GET", "/api/agents", headers={"Authorization": None, "Cookie": f"{name}=x{value}"}).status == 401
     # Another port's cookie is not this server's.
     assert shared.request("GET", "/api/agents", headers={"Authorization": None,
@@ -307,7 +307,7 @@ def test_hostile_json_bodies_get_a_json_400(shared: Server, body: bytes, code: s
 def test_non_ascii_digits_in_the_query_are_400(shared: Server, query: str) -> None:
     """events?after= and limit= take ASCII digits only: '²' or full-width digits are 400."""
     shared.request("POST", "/api/agents", {"name": "q", "command": ["true"]})
-    path = f"/api/agents/q/events?{query}".encode("utf-8").decode("latin-1")
+    path = f"/api/agents/q/events?{query}".encode().decode("latin-1")
     response = shared.request("GET", path)
     assert response.status == 400 and error_of(response)["code"] == "invalid_request"
 

@@ -49,7 +49,7 @@ def event_frame(event: Event) -> bytes:
         if "\n" in payload or "\r" in payload:  # cannot happen with json.dumps; be safe anyway
             cached = frame(payload, event.type, event.id)
         else:
-            cached = f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode("utf-8")
+            cached = f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode()
         event.sse = cached
     return cached
 

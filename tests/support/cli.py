@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from . import ROOT
-from .processes import Server
+from .processes import Server, alive, descendants
 from .waiting import wait_for
 
 CLI_TIMEOUT = 40.0
@@ -107,3 +107,13 @@ class LiveCli:
                 stream.close()
 
 
+def stop_and_check_all_gone(server: Server, name: str) -> None:
+    """``agent-supervisor stop`` ends the agent and every process below it."""
+    agent = server.get(f"/api/agents/{name}")
+    assert agent["state"] == "running", agent  # still going: the stop is what ends it
+    family = {agent["pid"], *descendants(agent["pid"])}
+    result = cli("stop", name, "--grace", "3", server=server)
+    assert result.returncode == 0, result.stderr
+    assert server.get(f"/api/agents/{name}")["state"] == "exited"
+    wait_for(lambda: not any(alive(pid) for pid in family), 10, 0.05,
+             f"every process of {name} to end: {sorted(family)}")

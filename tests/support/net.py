@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+#: Request headers; a header given as None is not sent (to leave out one a helper adds).
+Headers = Mapping[str, str | None] | None
 
 
 @dataclass
@@ -23,7 +27,7 @@ class Response:
         return json.loads(self.body)
 
 
-def http(url: str, method: str = "GET", path: str = "/", body: Any = None, headers: dict[str, str] | None = None,
+def http(url: str, method: str = "GET", path: str = "/", body: Any = None, headers: Headers = None,
          raw_body: bytes | None = None, timeout: float = 10.0) -> Response:
     """One HTTP/1.1 request on a fresh connection (``Connection: close``). A body, ``raw_body``
     included, is sent as ``application/json`` unless ``headers`` name another Content-Type; a

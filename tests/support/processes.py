@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
-from .net import Response, http
+from .net import Headers, Response, http
 from .sse import SSEStream
 from .waiting import wait_for
 
@@ -81,7 +81,7 @@ class Server:
         self.process = None
         return code
 
-    def auth(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+    def auth(self, headers: Headers = None) -> dict[str, str | None]:
         """``headers`` plus the token, unless they carry an Authorization of their own (a
         header given as None is not sent)."""
         h = dict(headers or {})
@@ -94,7 +94,7 @@ class Server:
         """The address a person opens: the dashboard with ``?token=`` (as ``serve`` prints it)."""
         return f"{self.url}/?token={self.token}" if self.token else f"{self.url}/"
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Response:
+    def request(self, method: str, path: str, body: Any = None, headers: Headers = None, **kw: Any) -> Response:
         return http(self.url, method, path, body, self.auth(headers), **kw)
 
     def get(self, path: str, **kw: Any) -> Any:
@@ -107,7 +107,7 @@ class Server:
         assert response.status == 201, (response.status, response.body[:500])
         return response.json()  # type: ignore[no-any-return]
 
-    def stream(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> SSEStream:
+    def stream(self, path: str, headers: Headers = None, **kw: Any) -> SSEStream:
         return SSEStream(self.url, path, self.auth(headers), **kw)
 
     def wait_state(self, name: str, *states: str, timeout: float = 15.0) -> dict[str, Any]:

@@ -310,7 +310,7 @@ class Tmux:
 #: A cell's look, normalised so that two ways of writing the same SGR compare equal:
 #: (bold, dim, italic, underline, blink, reverse, hidden, strike, fg, bg).
 Style = tuple[bool, bool, bool, bool, bool, bool, bool, bool, str, str]
-PLAIN: Style = (False,) * 8 + ("", "")  # type: ignore[assignment]
+PLAIN: Style = (False,) * 8 + ("", "")
 
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 _OTHER_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])")

@@ -10,15 +10,16 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from supervisor.client import SSEEvent, SSEParser
 
 if TYPE_CHECKING:
+    from .net import Headers
     from .processes import Server
 
-__all__ = ["SSEEvent", "SSEStream", "follow", "parse_frames", "read_all"]
+__all__ = ["SSEEvent", "SSEStream", "collect", "extractions", "follow", "parse_frames", "plain", "read_all"]
 
 
 def parse_frames(data: bytes) -> list[SSEEvent]:
@@ -29,7 +30,7 @@ def parse_frames(data: bytes) -> list[SSEEvent]:
 class SSEStream:
     """A raw SSE connection: the response head, then events as the client's parser gives them."""
 
-    def __init__(self, url: str, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
+    def __init__(self, url: str, path: str, headers: Headers = None, timeout: float = 10.0,
                  rcvbuf: int | None = None) -> None:
         parts = urlsplit(url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -177,3 +178,27 @@ def follow(server: Server, path: str, last_id: str | None = None, timeout: float
             raise AssertionError(f"stream did not finish in {timeout} s")
 
 
+def plain(event: SSEEvent) -> str:
+    data = event.json()["data"]
+    return str(data.get("plain", data.get("line", "")))
+
+
+def collect(server: Server, name: str, done: Callable[[list[SSEEvent]], bool],
+            timeout: float) -> list[SSEEvent]:
+    """The agent's stream from the start until ``done(events so far)`` holds."""
+    seen: list[SSEEvent] = []
+    with server.stream(f"/api/agents/{name}/stream", timeout=timeout) as stream:
+        def enough(event: SSEEvent) -> bool:
+            seen.append(event)
+            return done(seen)
+        stream.until(enough, timeout=timeout)
+    return seen
+
+
+def extractions(events: list[SSEEvent]) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for event in events:
+        if event.event == "extraction":
+            data = event.json()["data"]
+            found.setdefault(data["name"], []).append(data["value"])
+    return found
