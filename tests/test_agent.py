@@ -23,25 +23,11 @@ from supervisor.exceptions import (
 )
 from supervisor.registry import Registry
 
+from support.agents import history, lines, run_to_end
 from support.processes import zombie_children
 from support.waiting import gwait
 
 PY = sys.executable
-
-
-def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
-    events = registry.eventlog.read_after(0, name).events
-    return [e for e in events if type is None or e.type == type]
-
-
-def lines(registry: Registry, name: str) -> list[str]:
-    return [e.data["line"] for e in history(registry, name, "log") if not e.data.get("partial")]
-
-
-def run_to_end(registry: Registry, timeout: float = 20.0, **body: Any) -> Any:
-    agent = registry.create(body)
-    assert agent.wait(timeout), f"agent {agent.name} did not finish"
-    return agent
 
 
 def test_misbehaving_agent_output_becomes_clean_lines(registry: Registry) -> None:

@@ -13,27 +13,13 @@ import pytest
 
 from supervisor import events
 from supervisor.config import Config, load_config
-from supervisor.events import Event
 from supervisor.exceptions import AgentNotFound, AgentRunning, DataDirError, InvalidName, TooManyAgents
 from supervisor.registry import Registry
 from supervisor.spec import AgentSpec
 from supervisor.store import AgentRecord, AgentStore
 
+from support.agents import history, lines, run_to_end
 from support.waiting import gwait
-
-
-def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
-    return [e for e in registry.eventlog.read_after(0, name).events if type is None or e.type == type]
-
-
-def lines(registry: Registry, name: str) -> list[str]:
-    return [e.data["line"] for e in history(registry, name, "log") if not e.data.get("partial")]
-
-
-def run_to_end(registry: Registry, timeout: float = 20.0, **body: Any) -> Any:
-    agent = registry.create(body)
-    assert agent.wait(timeout), f"agent {agent.name} did not finish"
-    return agent
 
 
 def test_same_name_runs_again_and_continues_history(registry: Registry) -> None:

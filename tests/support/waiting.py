@@ -8,10 +8,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy and return that; fail the test with
-    ``what`` after ``timeout`` seconds. Sleeps the thread between polls: for tests that talk to
-    another process."""
+def _poll(predicate: Callable[[], T], timeout: float, what: str, pause: Callable[[], object]) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -19,7 +16,14 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
+        pause()
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; fail the test with
+    ``what`` after ``timeout`` seconds. Sleeps the thread between polls: for tests that talk to
+    another process."""
+    return _poll(predicate, timeout, what, lambda: time.sleep(interval))
 
 
 def gwait(predicate: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
@@ -27,11 +31,4 @@ def gwait(predicate: Callable[[], T], timeout: float = 10.0, what: str = "") -> 
     streams and timers of this process make progress only then)."""
     import gevent
 
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        gevent.sleep(0.01)
+    return _poll(predicate, timeout, what, lambda: gevent.sleep(0.01))
