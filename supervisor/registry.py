@@ -66,12 +66,11 @@ class Registry:
         for name in self.store.names():
             try:
                 record = self.store.load(name)
+                self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store)
             except FileNotFoundError:
                 continue  # gone since it was listed
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
                 log.warning("cannot restore agent %r: %s", name, exc)
-                continue
-            self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store)
 
     # -- queries ---------------------------------------------------------------------------
 

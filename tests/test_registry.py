@@ -124,11 +124,16 @@ def test_a_damaged_record_is_skipped_with_a_warning(config: Config, caplog: pyte
     run_to_end(first, name="broken", command=["true"])
     first.shutdown()
     (Path(config.data_dir) / "agents" / "broken" / "agent.json").write_text("{not json")
+    record = json.loads((Path(config.data_dir) / "agents" / "fine" / "agent.json").read_text())
+    odd = Path(config.data_dir) / "agents" / "odd"
+    odd.mkdir()
+    (odd / "agent.json").write_text(json.dumps({**record, "spec": {**record["spec"], "name": "odd"},
+                                                "state": "no-such-state"}))
     with caplog.at_level(logging.WARNING):
         second = Registry(config)
     try:
-        assert "fine" in second and "broken" not in second
-        assert "cannot restore agent 'broken'" in caplog.text
+        assert "fine" in second and "broken" not in second and "odd" not in second
+        assert "cannot restore agent 'broken'" in caplog.text and "cannot restore agent 'odd'" in caplog.text
     finally:
         second.shutdown()
 
