@@ -1,7 +1,8 @@
 """The escape sequences a terminal program prints, as regular expressions, and how to remove them.
 
-The one grammar (ECMA-48 as xterm reads it): :mod:`supervisor.lines`, :mod:`supervisor.echo`
-and :mod:`supervisor.terminal` build their patterns from the pieces here, so that they agree on
+The one grammar (ECMA-48 as xterm reads it): :mod:`supervisor.lines`, :mod:`supervisor.echo`,
+:mod:`supervisor.terminal` and the virtual screen (:mod:`supervisor.screen`) build their
+patterns from the pieces here, so that they agree on
 where a sequence ends. The pieces are plain ``str`` sources; :func:`as_bytes` gives the same
 pattern for ``bytes`` (``terminal.py`` reads raw output).
 
@@ -18,12 +19,14 @@ __all__ = [
     "ANSI_RE",
     "ANY_CONTROL",
     "CONTROL",
+    "CONTROL_BUT_ESC",
     "CSI",
     "CSI_FINAL",
     "CSI_INTERMEDIATES",
     "CSI_PARAMS",
     "ESCAPE_RE",
     "ESC_FINAL",
+    "ESC_FINAL_PLAIN",
     "ESC_OTHER",
     "OSC",
     "OSC_START",
@@ -31,6 +34,8 @@ __all__ = [
     "STRING_BODY",
     "STRING_END",
     "STRING_START",
+    "STRING_STOP",
+    "TEXT_RUN",
     "UNFINISHED",
     "as_bytes",
     "strip_ansi",
@@ -58,8 +63,16 @@ STRING = rf"{STRING_START}{STRING_BODY}{STRING_END}?"
 ESC_FINAL = r"[0-~]"
 ESC_OTHER = rf"\x1b{CSI_INTERMEDIATES}{ESC_FINAL}"
 
-#: Every C0 and C1 control character (the ones a renderer acts on are among them).
+#: Every C0 and C1 control character (the ones a renderer acts on are among them); every one
+#: but ESC; and a run of anything else (text to draw).
 ANY_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+CONTROL_BUT_ESC = r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]"
+TEXT_RUN = r"[^\x00-\x1f\x7f-\x9f]+"
+
+#: The final byte of an escape that is neither CSI nor a string sequence (``[``, ``]``, ``P``,
+#: ``X``, ``^`` and ``_`` start those), and what ends a string's body (BEL, or the ESC of ST).
+ESC_FINAL_PLAIN = r"[0-OQ-WYZ\\`-~]"
+STRING_STOP = r"[\x07\x1b]"
 
 #: Control characters that print nothing: C0 except TAB, DEL, and C1. ``\n`` and ``\r`` are here
 #: because a line handed to :func:`strip_ansi` should not contain them; if one does, it is stray.

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 
+from supervisor.ansi import ALT_SCREEN_MODES, as_bytes
+
 __all__ = ["AlternateScreenDetector"]
 
-_ENTER = re.compile(rb"\x1b\[\?(?:[0-9;]*;)?(?:1049|1047|47)(?:;[0-9;]*)?h")
+_ENTER = re.compile(as_bytes(rf"\x1b\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?h"))
 #: The start of such a sequence, cut off by the end of a chunk.
 _PREFIX = re.compile(rb"\x1b(?:\[(?:\?[0-9;]*)?)?\Z")
 #: Longest start kept for the next chunk; a longer run of parameters is no mode switch we know.

@@ -39,6 +39,15 @@ import re
 from itertools import groupby
 from typing import Any, NamedTuple
 
+from supervisor.ansi import (
+    CONTROL_BUT_ESC,
+    CSI_FINAL,
+    CSI_INTERMEDIATES,
+    CSI_PARAMS,
+    ESC_FINAL_PLAIN,
+    STRING_STOP,
+    TEXT_RUN,
+)
 from supervisor.lines import _Style
 from supervisor.screen.grid import Row, blank_rows
 from supervisor.widths import NARROW_SEEN, all_narrow, char_width, known_width
@@ -54,16 +63,16 @@ _DEC_TABLE = str.maketrans(DEC_GRAPHICS)
 #: (``ESC ]``, ``P``, ``X``, ``^``, ``_``): intermediates and final byte (6-7). No match at an
 #: ESC: a string, an unfinished sequence or a malformed one, for ``_escape``.
 _TOKEN = re.compile(
-    r"([^\x00-\x1f\x7f-\x9f]+)"
-    r"|\x1b\[([0-?]*)([ -/]*)([@-~])"
-    r"|(\r\n|[\x00-\x1a\x1c-\x1f\x7f-\x9f])"
-    r"|\x1b([ -/]*)([0-OQ-WYZ\\`-~])"
+    rf"({TEXT_RUN})"
+    rf"|\x1b\[({CSI_PARAMS})({CSI_INTERMEDIATES})({CSI_FINAL})"
+    rf"|(\r\n|{CONTROL_BUT_ESC})"
+    rf"|\x1b({CSI_INTERMEDIATES})({ESC_FINAL_PLAIN})"
 )
 _PRIVATE = ("?", ">", "<", "=")
-_CSI_PREFIX = re.compile(r"\x1b\[[0-?]*[ -/]*\Z")
-_ESC_PREFIX = re.compile(r"\x1b[ -/]*\Z")
+_CSI_PREFIX = re.compile(rf"\x1b\[{CSI_PARAMS}{CSI_INTERMEDIATES}\Z")
+_ESC_PREFIX = re.compile(rf"\x1b{CSI_INTERMEDIATES}\Z")
 #: Where an OSC, DCS, SOS, PM or APC string ends: BEL, or the ESC of ST (or of anything else).
-_STRING_END = re.compile(r"[\x07\x1b]")
+_STRING_END = re.compile(STRING_STOP)
 #: Longest unfinished CSI or escape kept for the next chunk; a longer one is dropped.
 _CARRY_MAX = 256
 #: How many ranges of moved rows are remembered for ``changes``.
