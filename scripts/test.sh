@@ -7,12 +7,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh test
 
 # Debian packages the tests use: Chromium for the browser tests (never a browser downloaded by a
-# test tool), tmux as the oracle of what a terminal shows, and less, one of the programs the
-# virtual-screen tests compare with it.
+# test tool), tmux as the oracle of what a terminal shows, less, one of the programs the
+# virtual-screen tests compare with it, and redis-server for the Redis backend's tests (each
+# test starts its own, on a socket in a temporary folder; none runs as a service).
 packages=()
 { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || packages+=(chromium chromium-driver)
 command -v tmux >/dev/null || packages+=(tmux)
 command -v less >/dev/null || packages+=(less)
+command -v redis-server >/dev/null || packages+=(redis-server)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${packages[*]} with apt-get ..." >&2

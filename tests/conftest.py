@@ -126,3 +126,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     within the module)."""
     with _servers(tmp_path_factory.mktemp("server")) as make:
         yield make()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A real redis-server of this test's own (unix socket and a loopback port, nothing
+    persisted), stopped by pid afterwards. Skipped with the reason where redis-server or the
+    redis extra is missing, and a failure under ``CI=true``."""
+    from support.redis_server import RedisServer, require
+
+    require()
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.close()
