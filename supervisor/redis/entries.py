@@ -1,0 +1,49 @@
+"""How an event is kept in a stream entry, and read back.
+
+An entry's id is ``<event id>-0`` and its ``event`` field is the event's JSON envelope, byte for
+byte what the embedded backend writes to its history files and frames for SSE. The id is only
+known inside Redis, so the node sends the envelope without its head (:func:`envelope_tail`) and
+the append script puts ``{"id":N,`` in front. Entries of the all-agents stream also have a
+``channel`` field: the history the event belongs to (its agent, or the supervisor's channel).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import Event
+
+_HEAD = '{"id":0,'
+
+
+def envelope_tail(type: str, agent_name: str, data: dict[str, Any], timestamp: str | None = None) -> str:
+    """The event's envelope after ``{"id":N,``, serialized by :class:`Event` itself."""
+    text = Event(0, type, agent_name, data, timestamp).json
+    assert text.startswith(_HEAD)
+    return text[len(_HEAD):]
+
+
+def stream_id(event_id: int) -> str:
+    return f"{event_id}-0"
+
+
+def event_id(entry_id: bytes | str) -> int:
+    """The event id of a stream entry id ``<id>-0``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.partition("-")[0])
+
+
+def to_event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
+    """The event of one entry; raises ``ValueError`` when the entry is not one of ours or its
+    envelope disagrees with its entry id."""
+    try:
+        event = Event.from_json(fields[b"event"].decode("utf-8"))
+    except (KeyError, UnicodeDecodeError) as exc:
+        raise ValueError(f"stream entry {entry_id!r} holds no event") from exc
+    if event.id != event_id(entry_id):
+        raise ValueError(f"stream entry {entry_id!r} holds event {event.id}")
+    return event
+
+
+def channel(fields: dict[bytes, bytes]) -> str:
+    """The channel of an entry of the all-agents stream."""
+    return fields[b"channel"].decode("utf-8")
