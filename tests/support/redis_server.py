@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 #: How long a start or a stop may take before the test fails.
 DEADLINE_S = 10.0
 
@@ -41,6 +39,8 @@ def unavailable_reason() -> str | None:
 def require() -> None:
     """Skip the calling test with the reason when redis-server or the client is missing; under
     ``CI=true`` fail it instead (CI installs both: a missing one is a broken setup)."""
+    import pytest  # here, so that scripts/bench_redis.py can use this module without pytest
+
     reason = unavailable_reason()
     if reason is not None:
         if os.environ.get("CI") == "true":
