@@ -17,11 +17,10 @@ from typing import Any
 import gevent
 import gevent.socket
 import pytest
+import redis  # the test extra installs it: missing, the module fails rather than skips
 
 from helpers import wait_for
-
-redis = pytest.importorskip("redis")
-from supervisor.redis.connection import connect, pipelined  # noqa: E402
+from supervisor.redis.connection import connect, pipelined
 
 #: The most a 50 ms ticker may be late while Redis is waited on (issue 16).
 MAX_LATE_S = 0.020

@@ -13,20 +13,17 @@ from typing import Any
 
 import gevent
 import pytest
+from redis.crc import key_slot  # the test extra installs redis: missing, the module fails
 
 from helpers import wait_for
 from supervisor.events import Event
-
-redis = pytest.importorskip("redis")
-from redis.crc import key_slot  # noqa: E402
-
-from supervisor.redis import entries, epoch  # noqa: E402
-from supervisor.redis.append import RETRY_WINDOW, Appender, Pending, Retention  # noqa: E402
-from supervisor.redis.connection import connect  # noqa: E402
-from supervisor.redis.errors import EpochChanged, Fenced, LeaseHeld, Rewound, StaleBatch  # noqa: E402
-from supervisor.redis.keys import Keys, check_node_name  # noqa: E402
-from supervisor.redis.lease import Lease  # noqa: E402
-from supervisor.redis.scripts import APPEND  # noqa: E402
+from supervisor.redis import entries, epoch
+from supervisor.redis.append import RETRY_WINDOW, Appender, Pending, Retention
+from supervisor.redis.connection import connect
+from supervisor.redis.errors import EpochChanged, Fenced, LeaseHeld, Rewound, StaleBatch
+from supervisor.redis.keys import Keys, check_node_name
+from supervisor.redis.lease import Lease
+from supervisor.redis.scripts import APPEND
 
 KEYS = Keys()
 

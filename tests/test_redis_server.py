@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 
 from support.redis_server import RedisServer, require
+from supervisor.redis.connection import connect
 
 
 def test_the_server_answers_on_its_socket_and_port(redis_server: Any) -> None:
     """Both addresses serve the same server, with persistence off."""
-    pytest.importorskip("redis")
-    from supervisor.redis.connection import connect
-
     for url in (redis_server.url, redis_server.tcp_url):
         client = connect(url)
         client.set("k", url)
