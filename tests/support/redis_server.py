@@ -13,6 +13,7 @@ hand so that the fixture does not depend on the client it is used to test.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -24,6 +25,15 @@ from pathlib import Path
 
 #: How long a start or a stop may take before the test fails.
 DEADLINE_S = 10.0
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the test process dies (a suite killed for
+    hanging must not leave servers behind, paused ones least of all)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def unavailable_reason() -> str | None:
@@ -108,6 +118,7 @@ class RedisServer:
             self.process = subprocess.Popen(
                 ["redis-server", str(self._write_config())], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory,
+                preexec_fn=_die_with_parent,
             )
             if self._wait_ready():
                 self.starts += 1
