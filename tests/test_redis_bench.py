@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from support import ROOT
 from support.redis_server import require
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import gevent
 import gevent.socket
 import pytest
-import redis  # the test extra installs it: missing, the module fails rather than skips
 
-from helpers import wait_for
+import redis  # the test extra installs it: missing, the module fails rather than skips
 from supervisor.redis.connection import connect, pipelined
+
+from support.waiting import wait_for
 
 #: The most a 50 ms ticker may be late while Redis is waited on (issue 16).
 MAX_LATE_S = 0.020

@@ -15,7 +15,6 @@ import gevent
 import pytest
 from redis.crc import key_slot  # the test extra installs redis: missing, the module fails
 
-from helpers import wait_for
 from supervisor.events import Event
 from supervisor.redis import entries, epoch
 from supervisor.redis.append import RETRY_WINDOW, Appender, Pending, Retention
@@ -24,6 +23,8 @@ from supervisor.redis.errors import EpochChanged, Fenced, LeaseHeld, Rewound, St
 from supervisor.redis.keys import Keys, check_node_name
 from supervisor.redis.lease import Lease
 from supervisor.redis.scripts import APPEND
+
+from support.waiting import wait_for
 
 KEYS = Keys()
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from support.redis_server import RedisServer, require
 from supervisor.redis.connection import connect
+
+from support.redis_server import RedisServer, require
 
 
 def test_the_server_answers_on_its_socket_and_port(redis_server: Any) -> None:

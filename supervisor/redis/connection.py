@@ -33,10 +33,11 @@ from typing import Any
 
 import gevent
 import gevent.socket
-import redis
 from redis.backoff import NoBackoff
-from redis.connection import Connection, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
+
+import redis
+from redis.connection import Connection, UnixDomainSocketConnection, parse_url
 
 #: Commands per pipeline chunk in :func:`pipelined`. On the project's VM 10,000 ``XADD`` in one
 #: pipeline held the hub for 28-45 ms (redis-py encodes them all, then parses every reply without

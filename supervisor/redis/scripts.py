@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError
+
+import redis
 
 Arg = str | bytes | int
 
