@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from .ext import current
+from .shapes import usage_json
 
 bp = Blueprint("monitor", __name__)
 
@@ -19,6 +20,11 @@ def stats() -> dict[str, Any]:
     # Extractions the per-line caps cut, over every agent's current run (each agent's own
     # count is its "extractions_cut").
     stats["extractions_cut"] = sum(agent.extractions_cut for agent in agents)
+    # What each agent's processes cost (CPU, memory, processes, uptime), from the sampler, and
+    # what the sampler costs.
+    stats["usage"] = {agent.name: usage_json(figures) for agent in agents
+                      if (figures := agent.custody.usage()) is not None}
+    stats["containment"] = ext.registry.containment_stats()
     return stats
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from supervisor.containment.usage import Figures
 from supervisor.events import rfc3339
-from supervisor.store import AgentRecord
+from supervisor.store import AgentRecord, Processes
 
 
 def agent_json(record: AgentRecord, last_event_id: int, clients: int | None = None) -> dict[str, Any]:
@@ -38,8 +39,38 @@ def agent_json(record: AgentRecord, last_event_id: int, clients: int | None = No
         "cols": record.cols,
         "rows": record.rows,
         "extractors": spec.extractors,
+        **processes_json(record.processes),
         "last_event_id": last_event_id,
     }
     if clients is not None:
         data["clients"] = clients
     return data
+
+
+def processes_json(processes: Processes | None) -> dict[str, Any]:
+    """The agent's processes: the containment in force for them, what they cost now, and how
+    many of the last run's the server ended or kept."""
+    if processes is None:
+        return {"containment": None, "usage": None, "ended": 0, "kept": 0}
+    containment: dict[str, Any] = {"mode": processes.mode, "leftovers": processes.leftovers}
+    if processes.cgroup is not None:
+        containment["cgroup"] = processes.cgroup
+    return {
+        "containment": containment,
+        "usage": usage_json(processes.usage),
+        "ended": processes.ended,
+        "kept": processes.kept,
+    }
+
+
+def usage_json(figures: Figures | None) -> dict[str, Any] | None:
+    """What a process tree costs (``usage`` of the agent JSON and of ``/api/sse/stats``); None
+    when none of its processes runs."""
+    if figures is None:
+        return None
+    return {
+        "cpu_percent": figures.cpu_percent,
+        "rss_bytes": figures.rss_bytes,
+        "processes": figures.processes,
+        "uptime_s": figures.uptime_s,
+    }

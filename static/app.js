@@ -179,11 +179,18 @@ function renderAgents() {
     setBadge(li.querySelector(".badge"), a);
     const meta = [`run ${a.run ?? "–"}`, `${count(a.lines ?? 0)} lines`];
     if (a.extractions) meta.push(`${count(a.extractions)} extracted`);
+    if (a.usage) meta.push(usageText(a.usage));
     li.querySelector(".agent-meta").textContent = meta.join(" · ");
   });
   for (const li of items.values()) li.remove();
   $("agent-count").textContent = String(agents.size);
   $("agents-empty").hidden = agents.size > 0;
+}
+
+// What the agent's whole process tree costs, from the server's sampler (GET /api/agents, /api/sse/stats).
+function usageText(u) {
+  const cpu = u.cpu_percent == null ? "–" : `${u.cpu_percent.toFixed(0)}%`;
+  return `CPU ${cpu} · ${(u.rss_bytes / 1048576).toFixed(0)} MB · ${u.processes} proc${u.processes === 1 ? "" : "s"}`;
 }
 
 function setBadge(el, agent) {
@@ -414,6 +421,8 @@ async function pollStats() {
     $("stat-clients").textContent = count(s.total_clients);
     $("stat-events").textContent = count(s.events_published);
     $("stat-drops").textContent = count(s.clients_dropped_slow);
+    for (const [name, a] of agents) a.usage = (s.usage || {})[name] || null;
+    scheduleAgentsRender();
     $("stats").title =
       `${count(s.events_delivered)} events delivered, ${count(s.bytes_delivered)} bytes, ` +
       `${count(s.clients_connected_total)} connections so far (from /api/sse/stats, every 2 s)`;

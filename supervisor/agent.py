@@ -7,8 +7,10 @@ that come out are appended to the event log. Every change of state goes through
 saves the agent's record and emits the ``state`` event. When the agent is done for good (no
 restart follows), it emits ``complete``.
 
-What is not here: turning bytes into events (:mod:`supervisor.pipeline`), reading and writing
-``agent.json`` (:mod:`supervisor.store`), the agent's JSON in the API (``api/shapes.py``).
+What is not here: turning bytes into events (:mod:`supervisor.pipeline`), which processes are
+the run's and ending them (the agent's :class:`~supervisor.containment.custody.Custody`),
+reading and writing ``agent.json`` (:mod:`supervisor.store`), the agent's JSON in the API
+(``api/shapes.py``).
 
 Not thread-safe: all methods run in greenlets of one hub. Output handling runs in the run's
 reader greenlet and never blocks.
@@ -24,8 +26,11 @@ import gevent
 
 from . import events
 from .config import Config
+from .containment import Containment, RunScope
+from .containment.custody import Custody
+from .containment.recovery import Recovered
 from .eventlog import EventLogBackend
-from .exceptions import AgentNotRunning, SupervisorError
+from .exceptions import AgentNotRunning, SpawnError, SupervisorError
 from .extractors import ExtractorSet, compile_extractors
 from .pipeline import Output, OutputPipeline
 from .process import AgentProcess, ExitStatus, default_env
@@ -46,11 +51,13 @@ class Agent:
         config: Config,
         extractors: ExtractorSet | None = None,
         store: AgentStore | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.spec = spec
         self.eventlog = eventlog
         self.config = config
         self.store = store if store is not None else AgentStore(None)
+        self.custody = Custody(containment if containment is not None else Containment("group"), spec.name)
         self.extractors = extractors if extractors is not None else compile_extractors(spec.extractors)
         self.created_at = time.time()
         self.state: AgentState | None = None
@@ -91,6 +98,12 @@ class Agent:
         process = self._process
         return (process.cols, process.rows) if process is not None else (self.spec.cols, self.spec.rows)
 
+    @property
+    def leftovers(self) -> str:
+        """What the end of a run's main process does with the rest: the agent's own setting,
+        else the server's."""
+        return self.spec.leftovers or self.config.leftovers
+
     def record(self) -> AgentRecord:
         """The agent's definition and state now, as plain values (saved, and shown by the API)."""
         cols, rows = self.size
@@ -111,6 +124,7 @@ class Agent:
             restarts=self.restarts,
             cols=cols,
             rows=rows,
+            processes=self.custody.processes(self.leftovers),
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -158,6 +172,8 @@ class Agent:
                 "lines": self.lines,
                 "extractions": self.extractions,
                 "reason": self.reason,
+                "ended": self.custody.ended,
+                "kept": self.custody.kept,
             },
         )
         self.eventlog.flush()
@@ -190,7 +206,12 @@ class Agent:
                                         max_matches_per_line=config.max_matches_per_line,
                                         max_extractions_per_line=config.max_extractions_per_line)
         self._change_state(AgentState.STARTING, reason, command=spec.command)
+        scope: RunScope | None = None
         try:
+            try:
+                scope = self.custody.begin(self.run, self.leftovers, self.grace_s())
+            except OSError as exc:
+                raise SpawnError(f"could not make a cgroup for the run: {exc.strerror or exc}") from exc
             process = AgentProcess(
                 spec.command,
                 cwd=spec.cwd,
@@ -199,15 +220,19 @@ class Agent:
                 rows=spec.rows,
                 on_output=self._on_output,
                 on_exit=self._on_exit,
+                scope=scope,
             )
             process.start()
         except SupervisorError as exc:
+            if scope is not None:
+                self.custody.finish(scope)
             self.ended_at = time.time()
             self._emit(events.ERROR, {"code": exc.code, "message": str(exc), "run": self.run})
             self._change_state(AgentState.FAILED, str(exc))
             self._complete()
             return
         self._process = process
+        process.scope.persist = self.save  # the run's members changed: what a recovery would look for
         self.pid = process.pid
         header = f"\n--- run {self.run} pid {self.pid} at {events.rfc3339(time.time())} ---\n"
         self._output = self.store.open_output(self.name, header.encode())
@@ -281,13 +306,15 @@ class Agent:
         self._process = None
         self.exit_code, self.signal = status.exit_code, status.signal
         self.ended_at = process.ended_at if process is not None else time.time()
+        if process is not None:
+            self.custody.finish(process.scope)
         if self._stop_requested:
             reason = "stopped"
         elif status.signal:
             reason = f"killed by {status.signal}"
         else:
             reason = f"exited with code {status.exit_code}"
-        self._change_state(AgentState.EXITED, reason)
+        self._change_state(AgentState.EXITED, reason, ended=self.custody.ended, kept=self.custody.kept)
         if self._restart_requested:
             self.restarts = 0
             self.start("restarted by request")
@@ -324,10 +351,13 @@ class Agent:
         return self.config.stop_grace_s
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop the agent for good: SIGTERM its process group, SIGKILL after :meth:`grace_s`.
+        """Stop the agent for good: SIGTERM every process of its run, SIGKILL what is left after
+        :meth:`grace_s`.
 
         Blocks the calling greenlet until the run has ended (the API calls it in a greenlet of
-        its own). Stopping an agent that is waiting to restart cancels the restart.
+        its own). Stopping an agent that is waiting to restart cancels the restart; stopping one
+        with no live run ends what its last run left running (kept leftovers, what a crashed
+        supervisor left of a lost run).
         """
         if self.state is AgentState.BACKOFF:
             if self._backoff is not None:
@@ -339,6 +369,11 @@ class Agent:
             return
         process = self._process
         if process is None or self.state not in (AgentState.RUNNING, AgentState.STOPPING):
+            ended = self.custody.end_remains(self.grace_s(grace), lost=self.state is AgentState.LOST)
+            if ended and self.state is AgentState.LOST:
+                # LOST -> EXITED: what the lost run left running has been ended.
+                self._change_state(AgentState.EXITED, f"stopped: ended {ended} processes left by run {self.run}",
+                                   ended=ended)
             return
         self._stop_requested = True
         if self.state is AgentState.RUNNING:
@@ -396,10 +431,11 @@ class Agent:
 
     @classmethod
     def restore(cls, record: AgentRecord, eventlog: EventLogBackend, config: Config,
-                store: AgentStore | None = None) -> Agent:
+                store: AgentStore | None = None, containment: Containment | None = None,
+                recovered: Recovered | None = None) -> Agent:
         """Rebuild an agent saved by a previous supervisor. One that was live then is ``lost``:
-        nobody watched how it ended."""
-        agent = cls(record.spec, eventlog, config, store=store)
+        nobody watched how it ended; ``recovered`` says what was found (and ended) of its run."""
+        agent = cls(record.spec, eventlog, config, store=store, containment=containment)
         agent.run = record.run
         agent.pid = record.pid
         agent.started_at = record.started_at
@@ -412,10 +448,16 @@ class Agent:
         agent.extractions_cut = record.extractions_cut
         agent.created_at = record.created_at or time.time()
         agent.state = AgentState(record.state) if record.state else None
+        if record.processes is not None:
+            agent.custody.ended, agent.custody.kept = record.processes.ended, record.processes.kept
         if agent.state in ACTIVE_STATES:
             agent._recount_last_run()
+            found = agent.custody.restore(record.processes, recovered)
+            reason = "the supervisor stopped while the agent was running"
+            if found["ended"] or found["kept"]:
+                reason += f"; {found['ended']} of its processes ended, {found['kept']} kept"
             # RUNNING -> LOST: the supervisor died while the agent ran; its fate is unknown.
-            agent._change_state(AgentState.LOST, "the supervisor stopped while the agent was running")
+            agent._change_state(AgentState.LOST, reason, **found)
             agent._complete()
         return agent
 

@@ -31,6 +31,12 @@ ENV_PREFIX = "AGENT_SUPERVISOR_"
 #: Names a config file when ``load_config`` is given no path (a missing one is then an error).
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
+#: How a run's processes are kept together (see supervisor/containment): ``auto`` takes the best
+#: that works here (cgroup, then subreaper, then group).
+CONTAINMENT_MODES = ("auto", "cgroup", "subreaper", "group")
+#: What happens to the processes a run's main process leaves behind when it exits.
+LEFTOVERS = ("kill", "keep")
+
 _ORIGIN = re.compile(r"\*|https?://[^/\s?#]+")
 # A Host header name: "*" (any), ".example.com" (it and its subdomains), a name, an IPv6 literal.
 _HOST_NAME = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[?[0-9A-Fa-f:.]+\]?")
@@ -91,6 +97,8 @@ class Config:
     max_line_length: int = 65536
     partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
     stop_grace_s: float = 5.0
+    containment: str = "auto"  # one of CONTAINMENT_MODES
+    leftovers: str = "kill"  # one of LEFTOVERS; an agent's own ``leftovers`` wins
     max_clients: int = 10000
     max_clients_per_agent: int = 5000
     max_agents: int = 1000
@@ -148,7 +156,8 @@ _KINDS: dict[str, str] = {
     "max_extractions_per_line": "int",
     "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
     "history_size": "int", "history_max_events": "int", "history_memory_bytes": "int", "max_line_length": "int", "partial_line_s": "float",
-    "stop_grace_s": "float", "max_clients": "int", "max_clients_per_agent": "int",
+    "stop_grace_s": "float", "containment": "choice", "leftovers": "choice",
+    "max_clients": "int", "max_clients_per_agent": "int",
     "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins",
     "default_extractors": "extractors", "profiles": "profiles",
 }
@@ -160,6 +169,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "partial_line_s": (0, math.inf),  # 0: show text without a newline at once
     "stop_grace_s": (0, math.inf),  # 0: SIGKILL at once
 }
+# The values a "choice" setting takes.
+_CHOICES: dict[str, tuple[str, ...]] = {"containment": CONTAINMENT_MODES, "leftovers": LEFTOVERS}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -259,6 +270,11 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
         raise _bad(key, "must be true or false", raw, source)
+    if kind == "choice":
+        choices = _CHOICES[key]
+        if not isinstance(raw, str) or raw.strip().lower() not in choices:
+            raise _bad(key, f"must be one of {', '.join(choices)}", raw, source)
+        return raw.strip().lower()
     if kind == "host":
         if not isinstance(raw, str) or not raw or any(char.isspace() for char in raw):
             raise _bad(key, "must be a host name or address", raw, source)

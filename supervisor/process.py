@@ -8,13 +8,20 @@ server. We use ptyprocess only to fork and exec under a PTY; then:
   io watcher (``gevent.socket.wait``), so a quiet agent costs nothing;
 - reaping: a libev child watcher is started right after the fork, before the hub can run, so
   the exit status can never be missed. (gevent's libev reaps *every* child with
-  ``waitpid(-1)`` once any child watcher exists, so a plain ``os.waitpid`` would find nothing.)
+  ``waitpid(-1)`` once any child watcher exists, so a plain ``os.waitpid`` would find nothing.
+  That includes the orphans the server adopts as subreaper: they are reaped, their statuses
+  dropped, and a watcher's status is never taken; see ``containment/subreaper.py``.)
 - end of output: Linux answers EIO on the master once every holder of the slave side is gone;
   that is taken as EOF, after everything before it has been read. If the child exits while an
   orphaned grandchild keeps the slave open, output is drained until it goes quiet for
-  ``drain_s`` and the run ends anyway.
-- stopping: SIGTERM to the whole process group (the child is a session leader), then SIGKILL to
-  the group when the grace period is up, so grandchildren die too.
+  ``drain_s`` (or for at most ``DRAIN_MAX_S``: a leftover may never go quiet) and the run ends
+  anyway.
+- which processes are the run's, and ending them, is the run's
+  :class:`~supervisor.containment.scope.RunScope`: its cgroup, the tree below the child (the
+  server being their subreaper), or the child's process group. Stopping is SIGTERM to all of
+  them, SIGKILL to what is left when the grace period is up. When the child exits by itself,
+  its leftovers are ended too, or counted and kept (the ``leftovers`` setting), before the run
+  is reported over, so that a next run never overlaps what the last one left.
 """
 from __future__ import annotations
 
@@ -36,16 +43,20 @@ from gevent.hub import get_hub
 from gevent.socket import wait as wait_on_watcher
 from ptyprocess import PtyProcess
 
+from .containment import procfs
+from .containment.scope import GroupScope, RunScope, Snapshot
 from .exceptions import ExecutableNotFound, InvalidCommand, InvalidCwd, SpawnError
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-#: How long a read waits before checking whether the child has exited behind our back
-#: (only matters when an orphan keeps the PTY open after the child died).
+#: How long a read waits before checking whether the child has exited behind our back (only
+#: matters when an orphan keeps the PTY open after the child died; the exit also wakes it).
 POLL_EXIT_S = 1.0
 #: Longest a waiter on the child's exit trusts its event before looking at the state itself.
 WAKEUP_CHECK_S = 0.25
+#: Longest the output of a run whose child has exited is drained while leftovers keep writing.
+DRAIN_MAX_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +168,10 @@ class AgentProcess:
         on_output: Callable[[bytes], None],
         on_exit: Callable[[ExitStatus], None],
         drain_s: float = 0.5,
+        scope: RunScope | None = None,
     ) -> None:
-        self.env = dict(os.environ if env is None else env)
+        self.scope = scope if scope is not None else _own_group_scope()
+        self.env = {**(os.environ if env is None else env), **self.scope.env()}
         self.argv, self.cwd = resolve_command(argv, cwd, self.env)
         self.cols, self.rows = cols, rows
         self._on_output = on_output
@@ -173,6 +186,7 @@ class AgentProcess:
         self._child_status: int | None = None
         self._child_watcher: object | None = None
         self._leader_exited = gevent.event.Event()
+        self._waiting_for_output = False
         self._done = gevent.event.Event()
         self._reader: gevent.Greenlet[[], None] | None = None
 
@@ -190,7 +204,8 @@ class AgentProcess:
         _PtyChild.last = None
         try:
             pty = _PtyChild.spawn(
-                self.argv, cwd=self.cwd, env=self.env, dimensions=(self.rows, self.cols)
+                self.argv, cwd=self.cwd, env=self.env, dimensions=(self.rows, self.cols),
+                preexec_fn=self.scope.preexec(),
             )
         except Exception as exc:  # ptyprocess re-raises the child's exec error under its own name
             failed, _PtyChild.last = _PtyChild.last, None
@@ -208,6 +223,7 @@ class AgentProcess:
         self.pid = pty.pid
         self._fd = pty.fd
         self.started_at = time.time()
+        self.scope.attach(pty.pid)
         fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         self._reader = gevent.spawn(self._read_loop)
 
@@ -216,14 +232,26 @@ class AgentProcess:
         self._child_status = watcher.rstatus  # type: ignore[attr-defined]
         watcher.stop()  # type: ignore[attr-defined]
         self._leader_exited.set()
+        # A leftover may hold the PTY open: start draining now rather than at the next poll.
+        get_hub().loop.run_callback(self._wake_reader)
+
+    def _wake_reader(self) -> None:
+        # A hub callback: the reader is suspended, and if it is in its wait for output (and only
+        # then), interrupting that wait is the same as its timeout.
+        reader = self._reader
+        if self._waiting_for_output and reader is not None and not reader.dead:
+            reader.throw(_IDLE)
 
     def _read_loop(self) -> None:
         fd = self._fd
         assert fd is not None
         io = get_hub().loop.io(fd, 1)
         quiet_since: float | None = None
+        draining_since: float | None = None
         try:
             while True:
+                if draining_since is None and self._leader_exited.is_set():
+                    draining_since = time.monotonic()
                 try:
                     data = os.read(fd, READ_SIZE)
                 except BlockingIOError:
@@ -231,16 +259,21 @@ class AgentProcess:
                         # The child is gone but something still holds the PTY: drain until quiet.
                         now = time.monotonic()
                         quiet_since = quiet_since or now
-                        remaining = self._drain_s - (now - quiet_since)
+                        assert draining_since is not None
+                        remaining = min(self._drain_s - (now - quiet_since),
+                                        DRAIN_MAX_S - (now - draining_since))
                         if remaining <= 0:
                             break
                         timeout = remaining
                     else:
                         timeout = POLL_EXIT_S
                     try:
+                        self._waiting_for_output = True
                         wait_on_watcher(io, timeout=timeout, timeout_exc=_IDLE)
                     except _Idle:
                         pass
+                    finally:
+                        self._waiting_for_output = False
                     continue
                 except OSError as exc:
                     if exc.errno == errno.EIO:  # Linux: every holder of the slave side is gone
@@ -250,6 +283,8 @@ class AgentProcess:
                     break
                 quiet_since = None
                 self._on_output(data)
+                if draining_since is not None and time.monotonic() - draining_since > DRAIN_MAX_S:
+                    break  # the child is gone and a leftover writes on and on
                 # An agent that prints flat out never lets the read fail with EAGAIN: yield after
                 # each chunk, or the streams (and every other request) would starve.
                 gevent.sleep(0)
@@ -266,8 +301,12 @@ class AgentProcess:
             assert self._child_status is not None
             self.status = ExitStatus.from_wait_status(self._child_status)
             self.ended_at = time.time()
-            # Orphans left in the group lose their terminal now, as when a terminal window closes.
-            self._signal_group(signal.SIGHUP)
+            try:
+                # Orphans left in the group lose their terminal now, as when a terminal window
+                # closes; what survives that is ended, or counted and kept (the leftovers).
+                self.scope.settle(lambda: self._signal_group(signal.SIGHUP))
+            except Exception:  # noqa: BLE001 - the run must still end
+                log.exception("ending the leftovers of pid %s failed", self.pid)
             try:
                 self._on_exit(self.status)
             finally:
@@ -349,36 +388,19 @@ class AgentProcess:
             return False
 
     def stop(self, grace: float) -> ExitStatus | None:
-        """SIGTERM the process group; SIGKILL it if anything of it is left after ``grace`` seconds.
+        """SIGTERM every process of the run; SIGKILL what is left after ``grace`` seconds.
 
         Blocks the calling greenlet (never the hub) until the run has ended; returns its status.
         """
         if self.pid is None:
             return None
-        deadline = time.monotonic() + grace
-        self._signal_group(signal.SIGTERM)
-        self._signal_group(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-        delay = 0.005
-        # Wait for the whole group, not just the leader: a grandchild may ignore SIGTERM.
-        while time.monotonic() < deadline:
-            if self._leader_exited.is_set():
-                if not self._group_alive():
-                    break
-                gevent.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            else:
-                self._leader_exited.wait(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.1)
-        else:
-            self._signal_group(signal.SIGKILL)
+        self.scope.end(grace)
         return self.wait()
 
-    def _group_alive(self) -> bool:
-        assert self.pid is not None
-        try:
-            os.killpg(self.pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+
+def _own_group_scope() -> RunScope:
+    """For a process made without a containment: its process group, as stop always did."""
+    return GroupScope(f"local:{os.getpid()}:{os.urandom(4).hex()}", lambda: Snapshot(list(procfs.scan())))
 
 
 def default_env(extra: dict[str, str] | None = None, cols: int = 120, rows: int = 40) -> dict[str, str]:

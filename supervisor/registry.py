@@ -1,9 +1,12 @@
 """The supervisor proper: agents by name, created, listed, stopped and removed.
 
 One :class:`Registry` per server (the API keeps it in ``app.extensions``). It owns the
-:class:`~supervisor.eventlog.EventLog`, restores the agents a previous supervisor left in the
-data directory, and is the one place that enforces the rules across agents: unique names, no
-re-creating or deleting a running agent, the maximum number of agents.
+:class:`~supervisor.eventlog.EventLog`, the :class:`~supervisor.containment.Containment` of
+every agent's processes and the :class:`~supervisor.containment.sampler.Sampler` of what they
+cost; it restores the agents a previous supervisor left in the data directory (ending first what
+that one's live runs left running, if it crashed), and is the one place that enforces the rules
+across agents: unique names, no re-creating or deleting a running agent, the maximum number of
+agents. :meth:`Registry.shutdown` ends all of it.
 """
 from __future__ import annotations
 
@@ -17,9 +20,13 @@ import gevent
 from . import datadir, events
 from .agent import Agent
 from .config import Config
+from .containment import Containment, server_id_for
+from .containment.recovery import Recovered, end_survivors, recover
+from .containment.sampler import Sampler
 from .eventlog import SUPERVISOR_CHANNEL, EventLog, EventLogBackend
 from .exceptions import AgentNotFound, AgentRunning, DataDirError, TooManyAgents
 from .spec import build_spec, validate_name
+from .states import ACTIVE_STATES
 from .store import AgentRecord, AgentStore
 
 log = logging.getLogger(__name__)
@@ -48,29 +55,58 @@ class Registry:
         data_dir = Path(config.data_dir) if persist else None
         if data_dir is not None:
             datadir.check_writable(data_dir)
+        # First: a containment that cannot be had (containment = cgroup without one) stops the
+        # start. One per data directory: the next server on it finds what this one left.
+        self.containment = Containment(config.containment, server_id_for(data_dir))
         if eventlog is None:
             try:
                 eventlog = EventLog(
                     data_dir, config.history_size, config.history_max_events, config.history_memory_bytes
                 )
             except OSError as exc:
+                self.containment.close()
                 raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
         self.eventlog: EventLogBackend = eventlog
         self.store = store if store is not None else AgentStore(data_dir)
         self.describe: Describe = describe or _name_only
+        self.sampler = Sampler(self.containment)
         self._agents: dict[str, Agent] = {}
         self._stoppers: set[gevent.Greenlet[..., Any]] = set()
         self._restore()
+        self.sampler.start()
 
     def _restore(self) -> None:
+        records: dict[str, AgentRecord] = {}
         for name in self.store.names():
             try:
-                record = self.store.load(name)
-                self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store)
+                records[name] = self.store.load(name)
             except FileNotFoundError:
                 continue  # gone since it was listed
             except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
                 log.warning("cannot restore agent %r: %s", name, exc)
+        recovered = self._end_what_a_crash_left(records)
+        for name, record in records.items():
+            try:
+                self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store,
+                                                   self.containment, recovered.get(name))
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
+                log.warning("cannot restore agent %r: %s", name, exc)
+
+    def _end_what_a_crash_left(self, records: dict[str, AgentRecord]) -> dict[str, Recovered]:
+        """Agents that were live when the last server died may have processes still running:
+        end them now, before anything can start a second copy (each with its own leftovers
+        setting and grace, else the server's)."""
+        active = {state.value for state in ACTIVE_STATES}
+        live = {name: record for name, record in records.items() if record.state in active}
+        found = recover(self.containment, {name: record.processes.live_run if record.processes else None
+                                           for name, record in live.items()})
+        jobs = {}
+        for name, scope in found.items():
+            if scope is not None:
+                spec = live[name].spec
+                grace = spec.stop_grace_s if spec.stop_grace_s is not None else self.config.stop_grace_s
+                jobs[name] = (scope, spec.leftovers or self.config.leftovers, grace)
+        return end_survivors(self.containment, jobs)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -105,7 +141,7 @@ class Registry:
                 raise TooManyAgents(
                     f"{self.config.max_agents} agents are defined; delete some or raise max_agents"
                 )
-            agent = Agent(spec, self.eventlog, self.config, extractors, self.store)
+            agent = Agent(spec, self.eventlog, self.config, extractors, self.store, self.containment)
             self._agents[spec.name] = agent
             self.eventlog.append(
                 spec.name, events.AGENT_ADDED, {"agent": self.describe(agent.record())}, channel=SUPERVISOR_CHANNEL
@@ -149,9 +185,12 @@ class Registry:
         self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
 
     def shutdown(self, grace: float | None = None) -> None:
-        """Stop every active agent (in parallel, each with its grace period) and close history."""
+        """Stop every active agent (in parallel, each with its grace period), the sampler, give
+        back the containment's cgroups and close history."""
         stoppers = [gevent.spawn(agent.stop, grace) for agent in self._agents.values() if agent.active]
         gevent.joinall(stoppers + list(self._stoppers))
+        self.sampler.stop()
+        self.containment.close()
         self.eventlog.close()
 
     def stats(self) -> dict[str, int]:
@@ -161,4 +200,9 @@ class Registry:
             "events_published": self.eventlog.events_published,
             "last_event_id": self.eventlog.last_id(),
         }
+
+    def containment_stats(self) -> dict[str, Any]:
+        """The containment in force, the runs it watches, and what sampling them costs."""
+        return {**self.containment.describe(), "runs_tracked": len(self.containment.scopes()),
+                "sampler": self.sampler.cost.to_dict()}
 

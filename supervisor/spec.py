@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import Config
+from .config import LEFTOVERS, Config
 from .exceptions import InvalidName, InvalidRequest
 from .extractors import ExtractorSet, compile_extractors
 from .names import AGENT_NAME_RULE, is_agent_name
@@ -20,7 +20,7 @@ RESTART_MODES = ("never", "on-failure", "always")
 
 _FIELDS = {
     "name", "command", "profile", "args", "cwd", "env", "extractors", "cols", "rows",
-    "restart", "stop_grace_s",
+    "restart", "stop_grace_s", "leftovers",
 }
 
 
@@ -68,6 +68,7 @@ class AgentSpec:
     args: list[str] = field(default_factory=list)
     restart: RestartPolicy = RestartPolicy()
     stop_grace_s: float | None = None
+    leftovers: str | None = None  # None: the server's setting
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +176,9 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     merged = [e for e in base if e.get("name") not in user_names] + list(user_extractors)
     extractors = compile_extractors(merged)
     grace = body.get("stop_grace_s")
+    leftovers = body.get("leftovers")
+    if leftovers is not None and leftovers not in LEFTOVERS:
+        raise InvalidRequest(f"leftovers must be one of {', '.join(LEFTOVERS)}, not {leftovers!r}")
     spec = AgentSpec(
         name=name,
         command=argv,
@@ -187,5 +191,6 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
         args=args,
         restart=_restart(body.get("restart")),
         stop_grace_s=None if grace is None else _number(grace, "stop_grace_s", 0.0, 3600.0),
+        leftovers=leftovers,
     )
     return spec, extractors

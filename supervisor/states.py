@@ -2,7 +2,8 @@
 
 An agent goes ``starting -> running -> stopping -> exited``; ``failed`` means its process could
 not be started at all; ``backoff`` means it ended and a restart is scheduled; ``lost`` marks an
-agent that was live when a previous supervisor process died, so nobody knows how it ended.
+agent that was live when a previous supervisor process died, so nobody knows how it ended
+(``lost -> exited`` when a stop then ends what it left running).
 """
 from __future__ import annotations
 
@@ -41,5 +42,6 @@ TRANSITIONS: dict[AgentState | None, frozenset[AgentState]] = {
     # BACKOFF -> EXITED: stopped by the user while waiting to restart.
     AgentState.BACKOFF: frozenset({AgentState.STARTING, AgentState.EXITED, AgentState.LOST}),
     AgentState.FAILED: frozenset({AgentState.STARTING}),
-    AgentState.LOST: frozenset({AgentState.STARTING}),
+    # LOST -> EXITED: a stop ended what the lost run had left running.
+    AgentState.LOST: frozenset({AgentState.STARTING, AgentState.EXITED}),
 }

@@ -1,7 +1,8 @@
 """What is kept of an agent besides its events: its record (``agent.json``) and its raw output.
 
 :class:`AgentRecord` is an agent's definition and last known state as plain values: what a
-supervisor that starts later needs to list the agent again, and what the API renders.
+supervisor that starts later needs to list the agent again (and, in its :class:`Processes`, to
+find a live run's processes after a crash), and what the API renders.
 :class:`AgentStore` writes records atomically and opens each run's ``output.log`` (see
 :mod:`supervisor.datadir` for where). With ``data_dir`` None nothing is kept.
 
@@ -19,10 +20,50 @@ from pathlib import Path
 from typing import Any
 
 from . import datadir
+from .containment.record import RunRecord
+from .containment.usage import Figures
 from .spec import AgentSpec
 
 AGENT_FILE = "agent.json"
 OUTPUT_FILE = "output.log"
+
+
+@dataclass(frozen=True)
+class Processes:
+    """An agent's processes: how they are kept together, what the end of its last run did with
+    them, what they cost now, and, while a run lives, how to find it again after a crash."""
+
+    mode: str  # cgroup, subreaper or group: its current or last run's, else the server's
+    leftovers: str = "kill"  # what the end of the main process does with the rest: kill or keep
+    cgroup: str | None = None  # the current or last run's cgroup, as /proc/<pid>/cgroup shows it
+    ended: int = 0  # processes of the last run the supervisor ended (stop, leftovers, recovery)
+    kept: int = 0  # processes the last run left behind that were kept (leftovers = keep)
+    live_run: RunRecord | None = None  # the live run, for a server starting after a crash
+    usage: Figures | None = None  # what they cost now (the sampler's): live, never saved
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "leftovers": self.leftovers,
+            "cgroup": self.cgroup,
+            "ended": self.ended,
+            "kept": self.kept,
+            "live_run": self.live_run.to_dict() if self.live_run is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Processes | None:
+        if not isinstance(raw, dict):
+            return None
+        cgroup = raw.get("cgroup")
+        return cls(
+            mode=str(raw.get("mode") or ""),
+            leftovers=str(raw.get("leftovers") or "kill"),
+            cgroup=cgroup if isinstance(cgroup, str) else None,
+            ended=int(raw.get("ended") or 0),
+            kept=int(raw.get("kept") or 0),
+            live_run=RunRecord.from_dict(raw.get("live_run")),
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +87,7 @@ class AgentRecord:
     restarts: int = 0
     cols: int = 0
     rows: int = 0
+    processes: Processes | None = None  # None: a record from before containment
 
     @property
     def name(self) -> str:
@@ -76,6 +118,7 @@ class AgentRecord:
             "restarts": self.restarts,
             "cols": self.cols,
             "rows": self.rows,
+            "processes": self.processes.to_dict() if self.processes is not None else None,
         }
 
     @classmethod
@@ -100,6 +143,7 @@ class AgentRecord:
             restarts=int(raw.get("restarts") or 0),
             cols=int(raw.get("cols") or spec.cols),
             rows=int(raw.get("rows") or spec.rows),
+            processes=Processes.from_dict(raw.get("processes")),
         )
 
 

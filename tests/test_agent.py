@@ -121,6 +121,18 @@ while True: time.sleep(1)
     gwait(gone, 5, "the grandchild to die")
 
 
+@pytest.mark.slow
+def test_a_leftover_that_never_goes_quiet_does_not_keep_the_run_open(registry: Registry) -> None:
+    """A leftover that ignores SIGHUP and writes to the terminal every 0.1 s never lets the
+    output go quiet: the run still ends (the drain is capped) and the leftover is ended."""
+    code = "trap '' HUP; while :; do echo tick; sleep 0.1; done & echo started"
+    agent = registry.create({"name": "chatty", "command": ["sh", "-c", code], "stop_grace_s": 1.0})
+    assert agent.wait(20), "the run ended"
+    assert agent.state == "exited" and agent.exit_code == 0
+    assert history(registry, "chatty", "complete")[-1].data["ended"] >= 1
+    assert lines(registry, "chatty").count("tick") >= 10, "its output was read meanwhile"
+
+
 def test_missing_executable_and_bad_cwd_are_rejected(registry: Registry) -> None:
     """A program not on PATH and a working directory that does not exist are refused up front."""
     with pytest.raises(ExecutableNotFound, match="no-such-program"):

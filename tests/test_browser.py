@@ -364,6 +364,18 @@ def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -
     assert [t for _, t in log_rows(page)] == ["hello from a run", "hello from a run"]
 
 
+@pytest.mark.slow
+def test_agent_card_shows_what_its_processes_cost(page: Page, server: Server) -> None:
+    """The card of a running agent shows its tree's CPU, memory and process count, live from
+    the stats the page polls; they go once it has stopped."""
+    server.create(name="tree", command=["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    open_dashboard(page, server.url, token=server.token)
+    meta = agent_item(page, "tree").locator(".agent-meta")
+    expect(meta).to_contain_text(re.compile(r"CPU (\d+%|–) · \d+ MB · 3 procs"))
+    assert server.request("POST", "/api/agents/tree/stop").status == 202
+    expect(meta).not_to_contain_text("procs")
+
+
 def test_refused_stream_shows_the_error_and_retry_recovers(page: Page, server: Server) -> None:
     """A stream the server refuses shows its error message and a Retry button that reconnects once it works."""
     open_dashboard(page, server.url, "later", token=server.token)

@@ -437,7 +437,8 @@ def test_send_to_an_agent_that_ended(server: Server) -> None:
 
 
 def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
-    """``list`` shows name, state, pid, uptime or exit, lines, clients; ``--json`` the API's."""
+    """``list`` shows name, state, pid, uptime or exit, lines, clients and what the processes
+    cost; ``--json`` the API's."""
     server = make_server()
     server.create(name="done7", command=python_agent("print('x'); raise SystemExit(7)"))
     server.wait_state("done7", "exited")
@@ -445,9 +446,10 @@ def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
     result = cli("list", server=server)
     assert result.returncode == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS"]
+    assert header.split() == ["NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS", "CPU", "MEM", "PROCS"]
     table = {row.split()[0]: row.split() for row in rows}
     assert table["done7"][1:4] == ["exited", "-", "exit"] and table["done7"][4] == "7"
+    assert table["done7"][-3:] == ["-", "-", "-"], "an exited agent costs nothing"
     assert table["busy"][1] == "running" and table["busy"][2] == str(agent["pid"])
     listed = json.loads(cli("list", "--json", server=server).stdout)
     assert {a["name"] for a in listed["agents"]} == {"done7", "busy"}

@@ -4,6 +4,7 @@ In-process, with real processes under a PTY (``gwait`` lets the hub run while wa
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,10 +14,13 @@ import pytest
 
 from supervisor import events
 from supervisor.config import Config, load_config
+from supervisor.containment.procfs import Identity
+from supervisor.containment.record import RunRecord
+from supervisor.containment.usage import Figures
 from supervisor.exceptions import AgentNotFound, AgentRunning, DataDirError, InvalidName, TooManyAgents
 from supervisor.registry import Registry
 from supervisor.spec import AgentSpec
-from supervisor.store import AgentRecord, AgentStore
+from supervisor.store import AgentRecord, AgentStore, Processes
 
 from support.agents import history, lines, run_to_end
 from support.waiting import gwait
@@ -53,8 +57,10 @@ def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> 
         assert second.get("done").state == "exited"
         assert second.get("sleeper").state == "lost"
         assert second.eventlog.last_id() > last_id, "ids continue, never reused"
-        complete = history(second, "sleeper", "complete")
-        assert complete and complete[0].data["lines"] == 2 and complete[0].data["state"] == "lost"
+        # The second registry ended what the "crashed" first one left running (sh and sleep);
+        # the first, still alive in this process, then reports its run's end as well.
+        complete = [e for e in history(second, "sleeper", "complete") if e.data["state"] == "lost"]
+        assert complete and complete[0].data["lines"] == 2 and complete[0].data["ended"] == 2
     finally:
         first.shutdown(grace=1.0)
         second.shutdown(grace=1.0)
@@ -148,16 +154,26 @@ def test_an_unwritable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_records_round_trip_and_older_ones_load() -> None:
-    """A record survives to_dict/from_dict; one written before restarts/cols/rows were kept
-    loads with defaults from its spec."""
-    spec = AgentSpec(name="r", command=["/bin/true"], cols=90, rows=20)
-    record = AgentRecord(spec, state="exited", run=2, pid=7, started_at=1.0, ended_at=2.5, exit_code=0,
+    """A record survives to_dict/from_dict (its processes' figures excepted: they are live); one
+    written before restarts/cols/rows/processes were kept loads with defaults from its spec."""
+    spec = AgentSpec(name="r", command=["/bin/true"], cols=90, rows=20, leftovers="keep")
+    live = RunRecord(mode="subreaper", mark="abc:r:2:0123abcd", boot_id="b", main=Identity(7, 99), started_at=1.0,
+                     members=(Identity(7, 99), Identity(8, 100)))
+    kept = Processes(mode="subreaper", leftovers="keep", ended=1, kept=2, live_run=live)
+    record = AgentRecord(spec, state="running", run=2, pid=7, started_at=1.0, ended_at=2.5, exit_code=0,
                          reason="exited with code 0", lines=3, extractions=1, created_at=0.5, restarts=1,
-                         cols=100, rows=30)
+                         cols=100, rows=30, processes=kept)
     assert AgentRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
-    old = {k: v for k, v in record.to_dict().items() if k not in ("restarts", "cols", "rows")}
+    # The live figures are never saved.
+    figures = Figures(cpu_percent=1.0, rss_bytes=2, processes=3, uptime_s=4.0)
+    live_record = dataclasses.replace(record, processes=dataclasses.replace(kept, usage=figures))
+    assert AgentRecord.from_dict(live_record.to_dict()) == record
+    old = {k: v for k, v in record.to_dict().items() if k not in ("restarts", "cols", "rows", "processes")}
     loaded = AgentRecord.from_dict(old)
-    assert (loaded.restarts, loaded.cols, loaded.rows) == (0, 90, 20)
+    assert (loaded.restarts, loaded.cols, loaded.rows, loaded.processes) == (0, 90, 20, None)
     assert loaded.duration_s(100.0) == 1.5
     with pytest.raises(KeyError):
         AgentRecord.from_dict({"state": "exited"})
+    # A live run that does not say which run it was (no mark: an older server's) is never trusted.
+    processes = Processes.from_dict({"mode": "group", "live_run": {"main": [7, 99], "boot_id": "b"}})
+    assert processes is not None and processes.live_run is None

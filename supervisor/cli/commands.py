@@ -43,6 +43,7 @@ from .render import (
     is_tty,
     table,
     uptime_or_exit,
+    usage_cells,
 )
 
 #: Agent states as the API writes them.
@@ -274,6 +275,8 @@ def stop(client: Client, args: argparse.Namespace) -> int:
     status = Status(sys.stderr)
     before = client.agent(args.name)
     if before.get("state") not in ACTIVE:
+        if before.get("state") == "lost" or (before.get("usage") or {}).get("processes"):
+            return _stop_remains(client, args, before)
         status.note(f"{args.name} is not running ({describe_end(before)})")
         return EXIT_OK
     if args.no_wait:
@@ -282,6 +285,23 @@ def stop(client: Client, args: argparse.Namespace) -> int:
         return EXIT_OK
     final = stop_and_wait(client, args.name, args.grace, status)
     print(f"{args.name}: {describe_end(final)}")
+    return EXIT_OK
+
+
+def _stop_remains(client: Client, args: argparse.Namespace, before: dict[str, Any]) -> int:
+    """Stop an agent with no live run: the server ends what its last run left running (kept
+    leftovers, or what a crashed server left of a lost run); wait until none is left."""
+    client.stop(args.name, args.grace)
+    now = before
+    if not args.no_wait:
+        deadline = time.monotonic() + (args.grace or 10.0) + STOP_MARGIN_S
+        while time.monotonic() < deadline:
+            now = client.agent(args.name)
+            if not now.get("usage") and int(now.get("ended") or 0) >= int(before.get("ended") or 0):
+                break
+            time.sleep(0.1)
+    ended = int(now.get("ended") or 0) - int(before.get("ended") or 0)
+    print(f"{args.name}: {now.get('state')}; ended {max(0, ended)} processes its last run left")
     return EXIT_OK
 
 
@@ -364,7 +384,8 @@ def send(client: Client, args: argparse.Namespace) -> int:
 
 
 def list_agents(client: Client, args: argparse.Namespace) -> int:
-    """Every agent as a table (name, state, pid, uptime or exit code, lines, clients)."""
+    """Every agent as a table (name, state, pid, uptime or exit code, lines, clients, and what
+    its processes cost: CPU, memory, processes)."""
     agents = client.agents()
     if args.json:
         print(json.dumps({"agents": agents}, indent=2))
@@ -372,15 +393,16 @@ def list_agents(client: Client, args: argparse.Namespace) -> int:
     if not agents:
         print("no agents", file=sys.stderr)
         return EXIT_OK
-    rows = [("NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS")]
+    rows = [("NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS", "CPU", "MEM", "PROCS")]
     for agent in sorted(agents, key=lambda a: str(a.get("name"))):
         running = agent.get("state") in RUNNING
         rows.append((
             str(agent.get("name")), str(agent.get("state")),
             str(agent.get("pid")) if running and agent.get("pid") else "-",
             uptime_or_exit(agent), str(agent.get("lines", 0)), str(agent.get("clients", 0)),
+            *usage_cells(agent.get("usage")),
         ))
-    print(table(rows, right=(2, 4, 5)))
+    print(table(rows, right=(2, 4, 5, 6, 7, 8)))
     return EXIT_OK
 
 

@@ -304,6 +304,16 @@ def uptime_or_exit(agent: dict[str, Any]) -> str:
 
 
 
+def usage_cells(usage: Any) -> tuple[str, str, str]:
+    """CPU, MEM and PROCS of an agent's whole process tree (its ``usage``; ``-`` when nothing of
+    it runs)."""
+    if not isinstance(usage, dict):
+        return ("-", "-", "-")
+    cpu = usage.get("cpu_percent")
+    return (f"{cpu:.1f}%" if isinstance(cpu, (int, float)) else "-",
+            byte_size(float(usage.get("rss_bytes") or 0)), str(usage.get("processes", "-")))
+
+
 def byte_size(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
