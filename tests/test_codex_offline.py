@@ -29,9 +29,12 @@ from typing import Any
 
 import pytest
 
+from supervisor.containment import server_id_for
+
 from support import ROOT, loopback_netns, tmux
 from support.cli import cli
 from support.codex import CODEX_VERSION, in_ci, unavailable
+from support.containment import MODES, marked_processes, need
 from support.fake_responses import FakeResponses, Reply, Usage, call_function, response_events, run_command, say
 from support.loopback_netns import LoopbackNetns
 from support.net import http
@@ -72,7 +75,8 @@ def netns() -> Iterator[LoopbackNetns | None]:
 def offline(codex_bin: Path, netns: LoopbackNetns | None,
             tmp_path: Path) -> Iterator[Callable[..., OfflineCodex]]:
     """Make an :class:`OfflineCodex` with a stand-in of its own; all are stopped afterwards,
-    their daemons too (they leave codex's session, so nothing else would end them)."""
+    their daemons too (the supervisor's stop ends them, but a test that fails before its stop
+    would leave them: they left codex's session)."""
     made: list[OfflineCodex] = []
     # A short root, not tmp_path: codex's footer row shows the model, the working directory and
     # the title, and a long directory (pytest-xdist's basetemp adds popen-gwN/) pushes the title
@@ -434,18 +438,25 @@ def test_codex_full_screen_completes_a_turn_offline_like_in_tmux(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_codex_full_screen_with_its_daemon(offline: Callable[..., OfflineCodex], server: Server) -> None:
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", MODES)
+def test_codex_full_screen_with_its_daemon(
+        offline: Callable[..., OfflineCodex], make_server: Callable[..., Server], mode: str) -> None:
     """codex's default, ``daemon_auto_start``: the full screen starts ``codex app-server
     --managed-daemon`` and its updater loop, each in a session of its own, and the turn runs
-    in the daemon. They outlive ``stop``; ``codex app-server daemon stop`` ends the first, and
-    the updater only a signal (the fixture does both)."""
+    in the daemon. They are the agent's processes all the same: ``stop`` ends them with codex
+    (in the cgroup and in the subreaper mode), and a second session on the same CODEX_HOME
+    starts a daemon of its own and shows its prompt, with no "control socket is already in use"."""
+    need(mode)
+    server = make_server(env={"AGENT_SUPERVISOR_CONTAINMENT": mode})
+    assert server.get("/api/agents")["agents"] == []
     codex = offline(script(), daemon=True)
     supervised_tui(server, codex, "codex-daemon")
     assert_offline(codex, "tui")
     assert_turn_went_through(codex, TYPED)
 
     agent, family = family_of(server, "codex-daemon")
+    assert agent["containment"]["mode"] == mode
     daemons = {command.split("/bin/", 1)[1]: pid for pid, command in codex.daemons().items()}
     server_pid = daemons.pop("codex app-server --listen unix:// --analytics-default-enabled --managed-daemon")
     updater_pid = daemons.pop("codex app-server daemon pid-update-loop")
@@ -454,14 +465,42 @@ def test_codex_full_screen_with_its_daemon(offline: Callable[..., OfflineCodex],
     assert parent(host_pid) == server_pid  # the turn's tools ran in the daemon, not in codex
     assert os.getsid(server_pid) == server_pid and os.getsid(updater_pid) == updater_pid  # setsid()
     assert os.getsid(agent["pid"]) not in {os.getsid(server_pid), os.getsid(host_pid)}
+    assert {server_pid, updater_pid, host_pid} <= set(marked_processes(run_marks(server), "codex-daemon"))
 
-    result = cli("stop", "codex-daemon", "--grace", "5", server=server)
+    stop_and_check_nothing_left(server, codex, "codex-daemon", family | {server_pid, updater_pid, host_pid})
+
+    # The next session on the same home: a daemon of its own, its prompt, no complaint.
+    server.create(name="codex-daemon", profile="codex", cwd=str(codex.workdir), command=codex.argv(),
+                  env=codex.env, cols=120, rows=40)
+
+    def second_prompt(events: list[SSEEvent]) -> bool:
+        return any(PROMPT_READY in plain(e) for e in events if e.event == "log" and e.json()["data"]["run"] == 2)
+
+    events = collect(server, "codex-daemon", second_prompt, timeout=60)
+    assert not [e.data for e in events if "already in use" in e.data]
+    second = wait_for(lambda: {pid for pid, command in codex.daemons().items() if "--managed-daemon" in command},
+                      30, 0.1, "the second session's daemon")
+    assert server_pid not in second
+    _, family = family_of(server, "codex-daemon")
+    stop_and_check_nothing_left(server, codex, "codex-daemon", family | set(codex.daemons()))
+    assert_offline(codex, "tui")
+
+
+def run_marks(server: Server) -> set[str]:
+    return {server_id_for(server.data_dir)}
+
+
+def stop_and_check_nothing_left(server: Server, codex: OfflineCodex, name: str, pids: set[int]) -> None:
+    """``agent-supervisor stop`` ends codex, its daemons and everything else the run started
+    (nothing carries the run's mark any more), and ``complete`` counts them."""
+    result = cli("stop", name, "--grace", "5", server=server)
     assert result.returncode == 0, result.stderr
-    codex_itself = family - {server_pid, updater_pid, host_pid}
-    wait_for(lambda: not any(alive(pid) for pid in codex_itself), 15, 0.05, "codex to end")
-    if survivors := codex.daemons():  # the fixture ends them
-        left = sorted(command.split("/bin/", 1)[1] for command in survivors.values())
-        pytest.xfail(f"issue 13: stop leaves codex's daemon running: {left}")
+    wait_for(lambda: not any(alive(pid) for pid in pids), 15, 0.05, f"codex and its daemons to end: {pids}")
+    assert codex.daemons() == {}
+    assert marked_processes(run_marks(server), name) == {}
+    done = [e for e in server.get(f"/api/agents/{name}/events?after=0&limit=10000")["events"]
+            if e["type"] == "complete"][-1]["data"]
+    assert done["ended"] >= 4, done  # codex, the daemon, its updater, ... (and their workers)
 
 
 @pytest.mark.timeout(120)
