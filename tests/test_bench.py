@@ -1,4 +1,5 @@
-"""The benchmark still runs: ``scripts/bench_sse.py`` end to end on its smallest scenario.
+"""The benchmarks still run: ``scripts/bench_sse.py`` end to end on its smallest scenario, and
+``scripts/bench_sampler.py`` on a few agents.
 
 Not a timed test: it asserts what the benchmark reports (every client connected, nothing lost,
 each target measured, the host's steal recorded), never how fast. It needs Node for the shared
@@ -45,3 +46,24 @@ def test_bench_runs_ours_and_the_reference(tmp_path: Path) -> None:
         assert 0 <= result["host_steal_pct"] <= 100 and result["server_cpu_pct"] > 0
     for target in ("ours", "reference", "reference-pty"):
         assert f"fanout-10 [{target}] median of 2: p50=" in run.stdout, run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_sampler_bench_measures_each_mode(tmp_path: Path) -> None:
+    """``bench_sampler.py`` starts its agents, waits for their whole trees, reports the cost of
+    each of the readings asked for per mode, and leaves no agent running."""
+    out = tmp_path / "sampler.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_sampler.py"), "--agents", "3", "--samples", "2",
+         "--json", str(out), "subreaper", "group"],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())
+    assert [r["mode"] for r in results] == ["subreaper", "group"]
+    for result in results:
+        assert result["agents"] == 3 and result["processes_per_agent"] == 2 and result["samples"] == 2
+        assert 0 < result["median_ms"] <= result["max_ms"], result
+        assert result["machine_processes"] > 6 and 0 <= result["host_steal_pct"] <= 100
+    assert "subreaper: median of 1 runs" in run.stdout, run.stdout
