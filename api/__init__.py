@@ -55,7 +55,7 @@ def create_app(config: Config | None = None, registry: Registry | None = None) -
     app.extensions[EXTENSION] = Supervisor(config, registry, streams, owns_registry)
     errors.register(app)
     security.register(app, config, authenticate=auth.register(app, config.token, config.cors_origins))
-    for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp, auth.bp):
+    for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp):
         app.register_blueprint(blueprint)
     return app
 

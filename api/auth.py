@@ -1,50 +1,30 @@
 """The token, and CORS: who may use ``/api`` (the checks before it are :mod:`api.security`'s).
 
-A request proves it knows the token in one of three ways, compared in constant time and never
-logged (the access log masks ``token=``):
+A request proves it knows the token in one of two ways, compared in constant time and never
+logged (the access log masks it, :func:`api.handler.redact`):
 
-- ``Authorization: Bearer <token>``: the command line, scripts, curl;
-- ``?token=<token>``: for clients that cannot set headers and have no cookie (curl one-liners);
-- the session cookie, for the browser pages. ``POST /api/session`` with the token sets it.
+- ``Authorization: Bearer <token>``: the command line, scripts, curl, and the browser pages;
+- ``?token=<token>``: for clients that cannot set headers (an EventSource, a curl one-liner).
 
-Why a cookie for the pages, and not the token in ``sessionStorage``: EventSource cannot send
-headers, so a stored token would have to travel in every stream URL (into logs, proxies and
-the browser's network panel); a cookie goes with EventSource and ``fetch`` by itself, and one
-set ``HttpOnly`` is out of reach of any script, so a script injected into the page cannot carry
-the token away. It is ``SameSite=Strict``: no other site's page makes the browser send it.
-SameSite does not know ports (another server on 127.0.0.1 is the "same site"), which is why
-the Origin and ``Sec-Fetch-Site`` checks of :mod:`api.security` stand in front, and why its
-name carries the port: two servers on one host keep apart. Its value is an HMAC of the token,
-not the token: a new token (a restart that generated one) ends every old session.
+No cookie, on purpose. The pages used to trade the token for a session cookie; but a browser
+sends a cookie to every port of its host (cookies ignore ports, and ``SameSite`` sees
+127.0.0.1:8151 and 127.0.0.1:3000 as one site), so any other local web server the user
+visited received it with each request and could replay it from a program that sends no
+``Origin`` for the checks to refuse. A credential that the browser attaches by itself leaves
+the origin; so the pages keep the token in ``sessionStorage``, which is per origin (port
+included) and per tab, and send it as a header on every ``fetch``. Streams too: the pages read
+them with ``fetch`` and a stream reader instead of EventSource, which cannot send a header and
+would need the token in its URL (into access logs, proxies' logs, the network panel). See
+``static/session.js``.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 
-from flask import Blueprint, Flask, Response, request
+from flask import Flask, Response, request
 
 from .errors import json_error
-from .ext import current
 from .security import Check
-
-COOKIE_PREFIX = "agent-supervisor-"
-_COOKIE_PURPOSE = b"agent-supervisor browser session v1"
-
-bp = Blueprint("auth", __name__, url_prefix="/api")
-
-
-def cookie_name(host: str | None) -> str:
-    """The session cookie's name for a server reached at ``host`` (``name:port``)."""
-    _, colon, port = (host or "").rpartition(":")
-    if not (colon and port.isascii() and port.isdigit()):
-        port = "443" if request.is_secure else "80"
-    return COOKIE_PREFIX + port
-
-
-def session_value(token: str) -> str:
-    """What the session cookie holds for ``token``: a keyed hash, so the token itself is not."""
-    return hmac.new(token.encode("utf-8"), _COOKIE_PURPOSE, hashlib.sha256).hexdigest()
 
 
 def _same(presented: str, expected: str) -> bool:
@@ -52,18 +32,15 @@ def _same(presented: str, expected: str) -> bool:
 
 
 def token_ok(expected: str | None) -> bool:
-    """True when no token is configured, or the request proves it knows it. An explicit
-    credential (the header, then ``?token=``) decides alone; the cookie counts without one."""
+    """True when no token is configured, or the request proves it knows it: the header if
+    there is one (it decides alone), else ``?token=``."""
     if not expected:
         return True
     header = request.headers.get("Authorization")
     if header:
         return header[:7].lower() == "bearer " and _same(header[7:].strip(), expected)
     query = request.args.get("token")
-    if query is not None:
-        return _same(query, expected)
-    cookie = request.cookies.get(cookie_name(request.host))
-    return cookie is not None and _same(cookie, session_value(expected))
+    return query is not None and _same(query, expected)
 
 
 def cors_headers(origins: tuple[str, ...], origin: str | None) -> dict[str, str]:
@@ -113,22 +90,3 @@ def register(app: Flask, token: str | None, origins: tuple[str, ...]) -> Check:
         return response
 
     return authenticate
-
-
-@bp.post("/session")
-def login() -> Response:
-    """Trade the token (already checked, like on every ``/api`` route) for the page's cookie."""
-    token = current().config.token
-    response = Response(status=204)
-    if token:
-        response.set_cookie(cookie_name(request.host), session_value(token), httponly=True,
-                            samesite="Strict", secure=request.is_secure, path="/")
-    return response
-
-
-@bp.delete("/session")
-def logout() -> Response:
-    response = Response(status=204)
-    response.delete_cookie(cookie_name(request.host), path="/", httponly=True, samesite="Strict",
-                           secure=request.is_secure)
-    return response

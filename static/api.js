@@ -1,8 +1,8 @@
-// The REST client: JSON in and out, errors as ApiError with the server's message. The token
-// is not kept here: the page trades it for a session cookie (session.js); on a 401 the user
-// is asked for it once, however many requests are waiting.
+// The REST client: JSON in and out, errors as ApiError with the server's message. Every
+// request carries the tab's token as `Authorization: Bearer` (session.js); on a 401 the user is
+// asked for it once, however many requests (and streams) are waiting.
 
-import { login } from "./session.js";
+import { setToken, token, withToken } from "./session.js";
 
 /** An error answer from the API: `status`, `code` and the server's own `message`. */
 export class ApiError extends Error {
@@ -14,7 +14,7 @@ export class ApiError extends Error {
 }
 
 let loginPrompt = null; // the pending prompt shared by every request that got a 401
-let sessions = 0; // how many logins succeeded: a request sent before the latest needs no prompt
+let sessions = 0; // how many tokens were entered: a request sent with an older one needs no prompt
 let askUser = defaultAsk;
 
 /** Install the function that asks the user for a token: `(refused: bool) => Promise<string|null>`. */
@@ -34,21 +34,19 @@ export function sessionGeneration() {
 
 /**
  * After a 401 on a request sent at session generation `seen`: ask for the token (once, however
- * many requests are waiting), log in with it, ask again while it is refused. Resolves to true
- * when there is a new session to retry with, false when the user gave up.
+ * many requests are waiting) and keep it. The prompt says "refused" when the tab already held a
+ * token (the one that was just refused). Resolves to true when there is a new token to retry
+ * with (a wrong one comes back here with its 401), false when the user gave up.
  */
 export function ensureSession(seen) {
   if (sessions !== seen) return Promise.resolve(true);
   if (!loginPrompt) {
     loginPrompt = (async () => {
-      for (let refused = false; ; refused = true) {
-        const token = ((await askUser(refused)) || "").trim();
-        if (!token) return false;
-        if (await login(token)) {
-          sessions++;
-          return true;
-        }
-      }
+      const entered = ((await askUser(token() !== null)) || "").trim();
+      if (!entered) return false;
+      setToken(entered);
+      sessions++;
+      return true;
     })().finally(() => {
       loginPrompt = null;
     });
@@ -64,7 +62,7 @@ export function ensureSession(seen) {
 export async function api(method, path, body = undefined, { signal } = {}) {
   for (;;) {
     const seen = sessions;
-    const headers = { Accept: "application/json" };
+    const headers = withToken({ Accept: "application/json" });
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const resp = await fetch(path, {
       method,

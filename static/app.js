@@ -436,8 +436,8 @@ async function pollStats() {
 // ---------------------------------------------------------------- start-up
 
 async function start() {
-  // The link the server printed carries ?token=: trade it for the session cookie first.
-  debug.loggedInFromAddress = await adoptAddressBarToken();
+  // The link the server printed carries ?token=: keep it for this tab, and out of the address bar.
+  debug.loggedInFromAddress = adoptAddressBarToken();
   let snapshotMax = 0;
   try {
     snapshotMax = await refreshAgents();

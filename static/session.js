@@ -1,41 +1,59 @@
-// The browser session: the token is traded once for an HttpOnly, SameSite=Strict cookie
-// (POST /api/session), which then goes with every fetch and EventSource of this origin by
-// itself. No script keeps the token: not in sessionStorage, not in a stream URL.
+// The browser's credential: the server's token, kept in this tab's sessionStorage and sent as
+// `Authorization: Bearer` by every request of the pages, streams included (they are read with
+// fetch: sse.js). Nothing else carries it: no cookie, no URL.
 //
-// Why a cookie and not sessionStorage: EventSource cannot send headers, so a stored token
-// would travel in every stream URL; and a script injected into the page could read a stored
-// token and carry it away, but cannot read an HttpOnly cookie. See api/auth.py.
+// Why not a cookie (what the pages used before): a browser sends a cookie to every port of its
+// host, because cookies ignore ports. Any other web server on 127.0.0.1 that the user visits (a
+// dev server, another user's server) received the dashboard's cookie with every request and could
+// replay it with curl, which sends no Origin for our checks to refuse. sessionStorage is kept per
+// origin, port included, and per tab: no request to anything else ever carries the token.
+//
+// Why fetch and not EventSource for the streams: EventSource cannot send a header, so the token
+// would have to travel in each stream URL, and a URL is copied into logs (ours masks it, but a
+// reverse proxy's does not), the network panel and crash reports. A header is not.
+//
+// What sessionStorage does not protect against: a script running in the page could read it.
+// None can: the pages' Content-Security-Policy allows only our own script files (no inline
+// script, no other origin), and agent output is only ever inserted as text, never as markup.
 
-/**
- * The `?token=` the server printed, taken from the address bar at once (before anything can
- * leak it through history or a screen share) and removed with history.replaceState.
- * Returns it, or null when the address had none.
- */
-export function takeTokenFromAddressBar() {
-  const url = new URL(location.href);
-  const token = url.searchParams.get("token");
-  if (token === null) return null;
-  url.searchParams.delete("token");
-  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
-  return token.trim();
-}
+const KEY = "agent-supervisor-token";
 
-/** Trade `token` for the session cookie; true when the server took it. */
-export async function login(token) {
+/** The token this tab holds for this server, or null. */
+export function token() {
   try {
-    const resp = await fetch("/api/session", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
-      cache: "no-store",
-    });
-    return resp.ok;
+    return sessionStorage.getItem(KEY);
   } catch {
-    return false; // unreachable: the next request will say so
+    return null; // storage disabled: the user is asked for the token when a request needs it
   }
 }
 
-/** Log in with the address bar's token, if it has one. Resolves when done (either way). */
-export async function adoptAddressBarToken() {
-  const token = takeTokenFromAddressBar();
-  return token ? login(token) : false;
+/** Keep `value` as this tab's token (null forgets it). */
+export function setToken(value) {
+  try {
+    if (value) sessionStorage.setItem(KEY, value);
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    /* storage disabled: the token is asked again on the next 401 */
+  }
+}
+
+/** `headers` with `Authorization: Bearer <token>` added when this tab holds a token. */
+export function withToken(headers = {}) {
+  const value = token();
+  return value ? { ...headers, Authorization: `Bearer ${value}` } : headers;
+}
+
+/**
+ * The `?token=` the server printed, taken from the address bar at once (before anything can
+ * leak it through history or a screen share), removed with history.replaceState and kept in
+ * sessionStorage. Returns true when the address had one.
+ */
+export function adoptAddressBarToken() {
+  const url = new URL(location.href);
+  const value = url.searchParams.get("token");
+  if (value === null) return false;
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  setToken(value.trim() || null);
+  return Boolean(value.trim());
 }

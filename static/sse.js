@@ -1,86 +1,55 @@
-// One SSE stream of the API, on top of EventSource, with an honest connection state.
+// One SSE stream of the API, read with fetch() (so that it carries the tab's token as a header:
+// see session.js) and parsed by sseparser.js, with an honest connection state.
 //
-// EventSource reconnects by itself and sends Last-Event-ID, so the server replays what was
-// missed; we still drop any event whose id is not above the last one seen, so a replay that
-// overlaps (a manual retry, a proxy that repeats) never shows a line twice.
+// It reconnects the way EventSource does: after the server's `retry:` delay, with the
+// `Last-Event-ID` header, so the server replays what was missed; it also drops any event whose
+// id is not above the last one seen, so a replay that overlaps never shows a line twice.
 //
-// States: "connecting" (first attempt), "connected", "reconnecting" (EventSource is retrying),
-// "done" (after `complete`: closed on purpose, not reopened), "error" (EventSource gave up,
-// e.g. a non-200 answer: `detail` says why; call `retry()`).
+// States: "connecting" (first attempt), "connected", "reconnecting" (waiting to try again),
+// "done" (after `complete`, or a 204: not reopened by itself), "error" (the server refused the
+// stream: `detail` has its message; call `retry()`), "closed".
 
 import { ensureSession, sessionGeneration } from "./api.js";
+import { withToken } from "./session.js";
+import { SSEParser } from "./sseparser.js";
 
-const EVENT_TYPES = [
+const EVENT_TYPES = new Set([
   "log",
   "extraction",
   "state",
   "complete",
   "agent_added",
   "agent_removed",
-];
+]);
+
+/** EventSource's default delay, used until the server says `retry:`. */
+const DEFAULT_RETRY_MS = 3000;
 
 export class StreamClient {
   /**
    * @param {string} path  the stream's path, e.g. `/api/agents/x/stream`
    * @param {object} handlers  `onEvent(envelope)`, `onReset(data)`, `onState(state, detail)`
-   * @param {object} options  `endsOnComplete`: the agent stream ends after `complete`
+   * @param {object} options  `endsOnComplete`: the agent stream ends after `complete`;
+   *   `lastEventId`: resume after this id
    */
   constructor(path, handlers, { endsOnComplete = false, lastEventId = 0 } = {}) {
     this.path = path;
     this.handlers = handlers;
     this.endsOnComplete = endsOnComplete;
     this.lastId = lastEventId;
+    this.retryMs = DEFAULT_RETRY_MS;
     this.state = "idle";
     this.detail = "";
-    this.es = null;
     this.duplicates = 0;
-    this._reopened = false;
+    this.connections = 0; // responses that began (200), for the tests and the console
+    this._run = null; // the current connection loop: {controller, stopped, wake}
   }
 
   open() {
     this._close();
-    const url = new URL(this.path, location.href);
-    // A fresh EventSource has no Last-Event-ID of its own: pass ours in the query.
-    if (this.lastId > 0) url.searchParams.set("last_event_id", String(this.lastId));
-    const es = new EventSource(url.pathname + url.search); // the session cookie goes along
-    this.es = es;
-    this._set(this.state === "idle" ? "connecting" : "reconnecting", "");
-    es.addEventListener("open", () => this.es === es && this._set("connected", ""));
-    es.addEventListener("connected", () => {
-      if (this.es !== es) return;
-      this._reopened = false;
-      this._set("connected", "");
-    });
-    for (const type of EVENT_TYPES) {
-      es.addEventListener(type, (e) => this.es === es && this._event(e));
-    }
-    es.addEventListener("reset", (e) => {
-      if (this.es !== es) return;
-      // After a reset the replay may start below our last id (the history was replaced): take
-      // it from the start.
-      this.lastId = 0;
-      this.handlers.onReset?.(safeJson(e.data) || {});
-    });
-    // `error` is both EventSource's own failure event and the server's `event: error`.
-    es.addEventListener("error", (e) => {
-      if (this.es !== es) return;
-      if (typeof e.data === "string") {
-        const data = safeJson(e.data);
-        if (data && data.reason) {
-          // slow_consumer: the server ends the response; EventSource reconnects with its
-          // Last-Event-ID and loses nothing.
-          this._set("reconnecting", `dropped by the server (${data.reason})`);
-        } else if (data) {
-          this._event(e); // an agent's `error` event (e.g. could not be started)
-        }
-        return;
-      }
-      if (es.readyState === EventSource.CONNECTING) {
-        this._set("reconnecting", this.detail || "connection lost");
-      } else if (this.state !== "done") {
-        this._failed(es);
-      }
-    });
+    const run = { controller: null, stopped: false, wake: null };
+    this._run = run;
+    this._loop(run);
   }
 
   /** Open again from the last event seen (after `error`, or to follow a new run after `done`). */
@@ -95,73 +64,135 @@ export class StreamClient {
   }
 
   _close() {
-    if (this.es) this.es.close();
-    this.es = null;
+    const run = this._run;
+    this._run = null;
+    if (!run) return;
+    run.stopped = true;
+    run.controller?.abort();
+    run.wake?.();
   }
 
-  _event(e) {
-    const env = safeJson(e.data);
-    if (!env) return;
-    const id = Number(env.id ?? e.lastEventId);
-    if (id && id <= this.lastId) {
-      this.duplicates++;
-      return;
-    }
-    if (id) this.lastId = id;
-    this.handlers.onEvent(env);
-    if (env.type === "complete" && this.endsOnComplete) {
-      // The server ends the response after `complete`; closing now keeps EventSource from
-      // asking again (it would get a 204).
-      this._close();
-      this._set("done", "");
+  async _loop(run) {
+    this._set(this.state === "idle" ? "connecting" : "reconnecting", "");
+    while (!run.stopped) {
+      const outcome = await this._connect(run);
+      if (run.stopped || outcome === "stop") return;
+      // The connection failed or the server ended the response: like EventSource, wait the
+      // server's retry delay, then ask for what came after our last event.
+      if (!this.detail) this._set("reconnecting", "connection lost");
+      if (!(await this._pause(run))) return;
     }
   }
 
-  // EventSource gave up (a non-200 answer). It does not say why: ask the same URL with fetch,
-  // read the status and the JSON error, and abort if it turns out to work now.
-  async _failed(es) {
-    this._close();
-    this._set("error", "the stream was refused");
-    const probe = new AbortController();
-    let detail = "the stream was refused";
+  /** One request. Resolves to "stop" (done, refused, or replaced) or "again" (reconnect). */
+  async _connect(run) {
+    run.controller = new AbortController();
+    const headers = { Accept: "text/event-stream" };
+    if (this.lastId > 0) headers["Last-Event-ID"] = String(this.lastId);
+    const seen = sessionGeneration();
+    let resp;
     try {
-      const seen = sessionGeneration();
-      const url = new URL(this.path, location.href);
-      if (this.lastId > 0) url.searchParams.set("last_event_id", String(this.lastId));
-      const resp = await fetch(url.pathname + url.search, {
-        headers: { Accept: "text/event-stream" },
-        signal: probe.signal,
+      resp = await fetch(this.path, {
+        headers: withToken(headers),
+        signal: run.controller.signal,
         cache: "no-store",
       });
-      if (resp.status === 200) {
-        probe.abort();
-        detail = "";
-      } else if (resp.status === 204) {
-        this._set("done", "");
-        return;
-      } else if (resp.status === 401) {
-        if (await ensureSession(seen)) {
-          this.open();
-          return;
-        }
-        detail = "a valid API token is needed";
-      } else {
-        const body = safeJson(await resp.text());
-        const err = body && body.error;
-        detail = err ? err.message : `HTTP ${resp.status}`;
-      }
-    } catch (exc) {
-      if (exc.name !== "AbortError") detail = "the server cannot be reached";
+    } catch {
+      if (!run.stopped) this._set("reconnecting", "the server cannot be reached");
+      return "again";
     }
-    if (this.es === null && this.state === "error") {
-      // It works now: go on, once. If EventSource keeps failing where fetch succeeds, say so.
-      if (detail === "" && !this._reopened) {
-        this._reopened = true;
-        this.open();
-      } else {
-        this._set("error", detail || "EventSource could not read the stream");
-      }
+    if (resp.status === 204) {
+      this._set("done", ""); // nothing after our last event, and the agent is done
+      return "stop";
     }
+    if (resp.status === 401) {
+      if (await ensureSession(seen)) return run.stopped ? "stop" : this._connect(run);
+      this._set("error", "a valid API token is needed");
+      return "stop";
+    }
+    if (resp.status !== 200) {
+      let detail = `HTTP ${resp.status}`;
+      try {
+        const body = await resp.json();
+        if (body && body.error && body.error.message) detail = body.error.message;
+      } catch {
+        /* not JSON: the status says it */
+      }
+      if (!run.stopped) this._set("error", detail);
+      return "stop";
+    }
+    this.connections++;
+    this._set("connected", "");
+    const decoder = new TextDecoder("utf-8");
+    let done = false;
+    const parser = new SSEParser((frame) => {
+      if (!run.stopped && !done) done = this._frame(frame);
+    });
+    try {
+      const reader = resp.body.getReader();
+      while (!done) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        parser.feed(decoder.decode(chunk.value, { stream: true }));
+      }
+      if (done) reader.cancel().catch(() => {});
+      else parser.feed(decoder.decode(), true);
+    } catch {
+      /* the connection broke (or was aborted): reconnect below unless stopped */
+    }
+    if (run.stopped) return "stop";
+    if (done) {
+      // After `complete` the server ends the response; asking again would only get a 204.
+      this._set("done", "");
+      return "stop";
+    }
+    return "again";
+  }
+
+  /** Handle one frame; true when the stream is over (`complete` on an agent's stream). */
+  _frame(frame) {
+    if (frame.retry !== null) this.retryMs = frame.retry;
+    if (frame.comment || frame.data === null) return false;
+    const data = safeJson(frame.data);
+    const type = frame.event;
+    if (type === "connected") {
+      this._set("connected", "");
+      return false;
+    }
+    if (type === "reset") {
+      // After a reset the replay may start below our last id (the history was replaced): take
+      // it from the start.
+      this.lastId = 0;
+      this.handlers.onReset?.(data || {});
+      return false;
+    }
+    if (type === "error" && data && data.reason) {
+      // slow_consumer: the server ends the response; we reconnect with our last id and lose
+      // nothing.
+      this._set("reconnecting", `dropped by the server (${data.reason})`);
+      return false;
+    }
+    if (!EVENT_TYPES.has(type) && type !== "error") return false; // ping, and types to come
+    if (!data) return false;
+    const id = Number(data.id ?? frame.id);
+    if (id && id <= this.lastId) {
+      this.duplicates++;
+      return false;
+    }
+    if (id) this.lastId = id;
+    this.handlers.onEvent(data);
+    return data.type === "complete" && this.endsOnComplete;
+  }
+
+  // Wait the server's retry delay before reconnecting; false if closed meanwhile.
+  _pause(run) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(!run.stopped), this.retryMs);
+      run.wake = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+    });
   }
 
   _set(state, detail) {

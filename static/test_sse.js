@@ -1,7 +1,8 @@
 // The SSE test page (test_sse.html): one stream read with fetch() and parsed here, so that the
 // raw frames can be shown as they arrived. See the comment at the top of test_sse.html.
 
-import { adoptAddressBarToken } from "./session.js";
+import { adoptAddressBarToken, setToken, withToken } from "./session.js";
+import { SSEParser } from "./sseparser.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -10,82 +11,6 @@ const ANSI_RE = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b
 let session = null; // the current connection loop, or null
 const counts = { events: 0, lines: 0, extractions: 0, reconnects: 0 };
 const logRows = new Map(); // "run:line_num" -> row element (partials are replaced)
-
-// ------------------------------------------------------------ SSE parsing
-
-/**
- * An incremental SSE parser (the WHATWG algorithm): feed() text as it arrives; onFrame gets
- * {raw, event, data, id, retry, comment} for every frame (blank-line terminated block),
- * with `raw` the exact text received, line breaks included.
- */
-class SSEParser {
-  constructor(onFrame) {
-    this.onFrame = onFrame;
-    this.buf = "";
-    this.reset();
-  }
-  reset() {
-    this.raw = "";
-    this.data = [];
-    this.event = "";
-    this.id = null;
-    this.retry = null;
-    this.comment = false;
-    this.fields = 0;
-  }
-  feed(text, final = false) {
-    this.buf += text;
-    let start = 0;
-    for (;;) {
-      const cr = this.buf.indexOf("\r", start);
-      const lf = this.buf.indexOf("\n", start);
-      if (cr < 0 && lf < 0) break;
-      let end, next;
-      if (cr >= 0 && (lf < 0 || cr < lf)) {
-        // A CR at the very end may be the first half of CRLF: wait for more.
-        if (cr === this.buf.length - 1 && !final) break;
-        end = cr;
-        next = this.buf[cr + 1] === "\n" ? cr + 2 : cr + 1;
-      } else {
-        end = lf;
-        next = lf + 1;
-      }
-      this.line(this.buf.slice(start, end), this.buf.slice(start, next));
-      start = next;
-    }
-    this.buf = this.buf.slice(start);
-  }
-  line(line, raw) {
-    this.raw += raw;
-    if (line === "") {
-      if (this.fields || this.comment) {
-        this.onFrame({
-          raw: this.raw,
-          event: this.event || "message",
-          data: this.data.length ? this.data.join("\n") : null,
-          id: this.id,
-          retry: this.retry,
-          comment: this.comment && !this.fields,
-        });
-      }
-      this.reset();
-      return;
-    }
-    if (line[0] === ":") {
-      this.comment = true;
-      return;
-    }
-    const colon = line.indexOf(":");
-    const name = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value[0] === " ") value = value.slice(1);
-    this.fields++;
-    if (name === "data") this.data.push(value);
-    else if (name === "event") this.event = value;
-    else if (name === "id" && !value.includes("\0")) this.id = value;
-    else if (name === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
-  }
-}
 
 // ------------------------------------------------------------ the connection loop
 
@@ -108,11 +33,10 @@ async function run(s) {
     setStatus(first ? "connecting" : "reconnecting", first ? "connecting…" : `reconnecting (Last-Event-ID ${s.lastEventId || "none"})…`);
     const headers = { Accept: "text/event-stream" };
     if (s.lastEventId) headers["Last-Event-ID"] = s.lastEventId;
-    if (s.token) headers.Authorization = `Bearer ${s.token}`;
     s.controller = new AbortController();
     let resp;
     try {
-      resp = await fetch(s.path, { headers, signal: s.controller.signal, cache: "no-store" });
+      resp = await fetch(s.path, { headers: withToken(headers), signal: s.controller.signal, cache: "no-store" });
     } catch (err) {
       if (s.stopped) return;
       note(`connection failed: ${err.message}`);
@@ -179,7 +103,9 @@ function connect() {
   disconnect();
   const agent = $("agent").value.trim();
   const token = $("token").value.trim();
-  const s = { path: streamPath(agent), token, lastEventId: "", retry: 3000, stopped: false, complete: false, controller: null, wake: null };
+  if (token) setToken(token); // kept for this tab, like the dashboard's
+  $("token").value = "";
+  const s = { path: streamPath(agent), lastEventId: "", retry: 3000, stopped: false, complete: false, controller: null, wake: null };
   session = s;
   const url = new URL(location.href);
   url.searchParams.set("agent", agent);
@@ -348,7 +274,6 @@ if (params.get("limit")) {
   $("limit").value = params.get("limit");
 }
 window.sseTestPage = { counts, get session() { return session; } }; // for tests and the console
-// The link may carry ?token= (as the server prints it): sign in with it, then connect.
-adoptAddressBarToken().then(() => {
-  if (params.get("connect") === "1") connect();
-});
+// The link may carry ?token= (as the server prints it): keep it for this tab, then connect.
+adoptAddressBarToken();
+if (params.get("connect") === "1") connect();

@@ -10,11 +10,12 @@ from __future__ import annotations
 import collections
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from support.browser import OtherSite
 from support.processes import Server, python_agent
 from support.waiting import wait_for
 
@@ -46,6 +47,14 @@ BEFORE_AND_AFTER = (
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def other_site() -> Iterator[OtherSite]:
+    """Another web server on another port of 127.0.0.1, recording what the browser sends it."""
+    site = OtherSite()
+    yield site
+    site.close()
 
 
 def open_dashboard(page: Page, url: str, agent: str | None = None, token: str | None = None) -> None:
@@ -569,12 +578,12 @@ def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
     expect(agent_item(page, "same").locator(".badge")).to_have_text("running")
 
 
-def test_token_is_asked_once_and_kept_in_an_httponly_cookie(
+def test_token_is_asked_once_and_kept_for_the_tab_only(
     page: Page, make_server: Callable[..., Server], shot: Callable[[Page, str], Any]
 ) -> None:
-    """Opened without the link's token, the page asks for it once (again if refused), trades it
-    for an HttpOnly SameSite=Strict cookie that no script can read, and a reload needs no prompt."""
-    server = make_server(token="s3cret-token")
+    """Opened without the link's token, the page asks for it once (again if refused) and keeps
+    it in this tab's sessionStorage: no cookie, nothing in localStorage; a reload needs no prompt."""
+    server = make_server(token="s3cret-token-for-the-tab")
     server.create(name="guarded", command=python_agent("print('behind a token')"))
     page.goto(server.url + "/#agent=guarded")
     dialog = page.locator("#token-dialog")
@@ -583,18 +592,16 @@ def test_token_is_asked_once_and_kept_in_an_httponly_cookie(
     page.fill("#token-input", "wrong")
     page.click("#token-ok")
     expect(page.locator("#token-message")).to_contain_text("refused")
-    page.fill("#token-input", "s3cret-token")
+    page.fill("#token-input", "s3cret-token-for-the-tab")
     page.click("#token-ok")
     expect(dialog).to_be_hidden()
     expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
     wait_for_row(page, "behind a token")
     expect(page.locator("#stat-events")).to_have_text(re.compile(r"^[\d,]+$"))
     assert page.evaluate("window.agentSupervisor.tokenPrompts") == 2  # the first ask, then "refused"
-    assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to scripts
-    assert page.evaluate("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)") == "{}{}"
-    (cookie,) = page.context.cookies()
-    assert cookie["name"] == f"agent-supervisor-{server.port}" and cookie["value"] != "s3cret-token"
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("() => JSON.stringify(sessionStorage)") == '{"agent-supervisor-token":"s3cret-token-for-the-tab"}'
+    assert page.evaluate("() => JSON.stringify(localStorage) + document.cookie") == "{}"
+    assert page.context.cookies() == []
 
     page.reload()
     expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
@@ -605,7 +612,7 @@ def test_token_is_asked_once_and_kept_in_an_httponly_cookie(
 
 def test_the_printed_link_signs_in_and_leaves_the_address_bar(page: Page, server: Server) -> None:
     """The link ``serve`` prints opens the dashboard without a prompt; the token is gone from the
-    address bar (the #agent= part stays), and the test page it links to needs no token either."""
+    address bar (the #agent= part stays), and the test page it links to (a new tab) has it too."""
     server.create(name="linked", command=python_agent("print('via the link')"))
     page.goto(f"{server.dashboard}#agent=linked")
     expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
@@ -620,6 +627,45 @@ def test_the_printed_link_signs_in_and_leaves_the_address_bar(page: Page, server
     popup.click("#connect")
     expect(popup.locator("#status")).to_have_attribute("data-state", "done")
     expect(popup.locator("#log .line .tx").first).to_have_text("via the link")
+
+
+def test_no_credential_reaches_another_server_on_the_same_host(
+    page: Page, server: Server, other_site: OtherSite
+) -> None:
+    """Signed in by the printed link, with both pages' streams live, the browser sends another
+    web server on another port of 127.0.0.1 nothing of ours: no cookie, no Authorization, the
+    token nowhere in a request. Back on the dashboard, and on the test page, everything still
+    works (streams included) with no prompt: the tab kept the token."""
+    assert server.token is not None
+    agent = "across-ports"
+    server.create(name=agent, command=python_agent(
+        "import sys\nprint('first line')\nsys.stdin.readline()\nprint('second line')"))
+    page.goto(f"{server.dashboard}#agent={agent}")
+    expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
+    wait_for_row(page, "first line")
+    other_site.pages["/sub.html"] = f"<!doctype html><img src='{other_site.url}/pixel.png'><title>x</title>"
+    page.goto(other_site.url + "/")
+    page.goto(other_site.url + "/sub.html")
+    page.wait_for_function("() => document.images[0].complete")
+    page.evaluate("(u) => fetch(u, {credentials: 'include'}).then((r) => r.text())", other_site.url + "/api/agents")
+    assert {"/", "/sub.html", "/pixel.png", "/api/agents"} <= {r.path for r in other_site.requests}
+    for seen in other_site.requests:
+        names = {name.lower() for name, _ in seen.headers}
+        assert not names & {"cookie", "authorization"}, seen
+        assert all(server.token not in value for _, value in seen.headers) and server.token not in seen.path, seen
+    assert page.context.cookies() == []
+
+    page.goto(f"{server.url}/#agent={agent}")
+    expect(page.locator("#global-conn")).to_have_attribute("data-state", "connected")
+    wait_for_row(page, "first line")
+    assert server.request("POST", f"/api/agents/{agent}/input", {"data": "go\n"}).status == 204
+    wait_for_row(page, "second line")  # live, on the agent's own stream
+    expect(agent_item(page, agent).locator(".badge")).to_have_text("exited 0")  # on /api/stream
+    assert page.evaluate("window.agentSupervisor.tokenPrompts") == 0
+    page.goto(f"{server.url}/test_sse.html?agent={agent}&connect=1")
+    expect(page.locator("#status")).to_have_attribute("data-state", "done")
+    expect(page.locator("#log .line .tx").last).to_have_text("second line")
+    assert page.context.cookies() == []
 
 
 # ------------------------------------------------------------------------------ the SSE test page

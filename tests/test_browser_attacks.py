@@ -1,28 +1,27 @@
 """Hostile pages in a real headless Chromium try to run a command and read an agent's events.
 
 The attacker's pages come from a server of their own on another port of 127.0.0.1, reached
-both as ``127.0.0.1:<port>`` (another origin of the same site, so a SameSite cookie goes
-along) and as ``evil.test:<port>`` (a made-up name that Chromium's ``--host-resolver-rules``
+both as ``127.0.0.1:<port>`` (another origin of the same site: a cookie would go along) and as
+``evil.test:<port>`` (a made-up name that Chromium's ``--host-resolver-rules``
 maps to 127.0.0.1). DNS rebinding is played for real: ``rebind.test:<port>`` is a TCP proxy
 that first forwards to the attacker's server (the page loads) and then to the victim (the
 name "now resolves" elsewhere), so the page's same-origin requests reach our server.
 
-Each attack is tried against a server with a generated token, in a browser that holds the
-dashboard's session cookie (the strongest position), and against one started with
+Each attack is tried against a server with a generated token, in a browser tab that signed in
+on the dashboard (the strongest position: the tab holds the token), and against one started with
 ``--no-token``: the Host, Origin and media-type checks must hold without the token. Every
 test asserts that the request reached the server and was refused, that no agent was created
 and its command's marker file does not exist, and that the page read no event.
 """
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.browser import OtherSite
 from support.net import TcpProxy
 from support.processes import Server, python_agent
 from support.waiting import wait_for
@@ -33,40 +32,10 @@ SECRET = "SECRET-LINE-42"
 RESOLVER = "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP rebind.test 127.0.0.1"
 
 
-class AttackerSite:
-    """The attacker's own web server: serves ``pages`` (path -> HTML), one request per
-    connection (so a browser opens a new connection for the next one)."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        site = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                body = site.pages.get(self.path.split("?", 1)[0], "<!doctype html><title>evil</title>").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
-def attacker() -> Iterator[AttackerSite]:
-    site = AttackerSite()
+def attacker() -> Iterator[OtherSite]:
+    """The attacker's own web server, on another port of 127.0.0.1."""
+    site = OtherSite()
     yield site
     site.close()
 
@@ -98,8 +67,9 @@ def victim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def victim_page(hostile_browser: Any, victim: Server) -> Iterator[Any]:
-    """A page in a fresh context; with a token, the context first signs in on the dashboard, so
-    the session cookie is there for any request the browser lets it go with."""
+    """A page in a fresh context; with a token, the page first signs in on the dashboard (the
+    tab holds the token in sessionStorage, where nothing but the dashboard's own origin reads
+    it, and the browser holds no cookie for any request to carry)."""
     from support.browser import VIEWPORT
 
     context = hostile_browser.new_context(viewport=VIEWPORT)
@@ -108,14 +78,15 @@ def victim_page(hostile_browser: Any, victim: Server) -> Iterator[Any]:
     if victim.token:
         page.goto(victim.dashboard)
         page.wait_for_function("() => window.agentSupervisor && window.agentSupervisor.loggedInFromAddress")
-        assert any(c["name"] == f"agent-supervisor-{victim.port}" for c in context.cookies())
+        assert page.evaluate("() => sessionStorage.getItem('agent-supervisor-token')") == victim.token
+        assert context.cookies() == []
     try:
         yield page
     finally:
         context.close()
 
 
-def attacker_origin(attacker: AttackerSite, where: str) -> str:
+def attacker_origin(attacker: OtherSite, where: str) -> str:
     return f"http://{'127.0.0.1' if where == 'port' else 'evil.test'}:{attacker.port}"
 
 
@@ -141,7 +112,7 @@ def create_body(name: str, marker: Path) -> str:
 
 
 @pytest.mark.parametrize("where", ["port", "name"])
-def test_no_cors_text_plain_post_runs_nothing(victim_page: Any, victim: Server, attacker: AttackerSite,
+def test_no_cors_text_plain_post_runs_nothing(victim_page: Any, victim: Server, attacker: OtherSite,
                                              tmp_path: Path, where: str) -> None:
     """A ``no-cors`` text/plain fetch (a "simple" request, no preflight) creates nothing."""
     marker = tmp_path / "nocors"
@@ -163,7 +134,7 @@ def test_no_cors_text_plain_post_runs_nothing(victim_page: Any, victim: Server, 
 
 
 @pytest.mark.parametrize("where", ["port", "name"])
-def test_text_plain_form_runs_nothing(victim_page: Any, victim: Server, attacker: AttackerSite,
+def test_text_plain_form_runs_nothing(victim_page: Any, victim: Server, attacker: OtherSite,
                                       tmp_path: Path, where: str) -> None:
     """A plain HTML ``<form enctype="text/plain">`` (no script at all) creates nothing."""
     marker = tmp_path / "form"
@@ -183,7 +154,7 @@ def test_text_plain_form_runs_nothing(victim_page: Any, victim: Server, attacker
 
 
 @pytest.mark.parametrize("where", ["port", "name"])
-def test_json_fetch_is_stopped_by_its_preflight(victim_page: Any, victim: Server, attacker: AttackerSite,
+def test_json_fetch_is_stopped_by_its_preflight(victim_page: Any, victim: Server, attacker: OtherSite,
                                                 tmp_path: Path, where: str) -> None:
     """A JSON fetch needs a CORS preflight; it is refused, so the POST is never even sent."""
     marker = tmp_path / "json"
@@ -203,9 +174,9 @@ def test_json_fetch_is_stopped_by_its_preflight(victim_page: Any, victim: Server
 
 
 @pytest.mark.parametrize("where", ["port", "name"])
-def test_event_source_on_the_agents_stream_reads_nothing(victim_page: Any, victim: Server, attacker: AttackerSite,
+def test_event_source_on_the_agents_stream_reads_nothing(victim_page: Any, victim: Server, attacker: OtherSite,
                                                          where: str) -> None:
-    """An EventSource from another origin (with credentials, so the cookie would go) is refused:
+    """An EventSource from another origin (with credentials, so a cookie would go) is refused:
     it gets no event, and gives up."""
     victim_page.goto(attacker_origin(attacker, where) + "/")
     victim_page.evaluate(
@@ -224,7 +195,7 @@ def test_event_source_on_the_agents_stream_reads_nothing(victim_page: Any, victi
 
 
 @pytest.fixture
-def rebinding(attacker: AttackerSite, victim: Server) -> Iterator[TcpProxy]:
+def rebinding(attacker: OtherSite, victim: Server) -> Iterator[TcpProxy]:
     """``rebind.test:<port>``: first the attacker's server, then (``target`` changed) ours."""
     proxy = TcpProxy("127.0.0.1", attacker.port)
     yield proxy

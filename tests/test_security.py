@@ -1,5 +1,5 @@
-"""Secure by default, against a real server: the generated token and its runtime file, the
-session cookie, the Host, Origin and media-type checks, the security headers, and bad input
+"""Secure by default, against a real server: the generated token and its runtime file, no
+cookie, the Host, Origin and media-type checks, the security headers, and bad input
 that must get a JSON 4xx (never a 500, an empty page or a hang).
 
 Raw sockets where the bytes matter (a request line pywsgi refuses, a body that stops short).
@@ -126,32 +126,28 @@ def test_token_flag_and_no_token(make_server: Callable[..., Server]) -> None:
     assert "any user" in warning[0]
 
 
-def test_session_cookie_for_the_pages(shared: Server) -> None:
-    """POST /api/session trades the token for an HttpOnly, SameSite=Strict cookie named after the
-    port, holding a hash of the token (not the token), which then opens REST and streams alone."""
-    response = shared.request("POST", "/api/session")
-    assert response.status == 204
-    cookie = response.headers["set-cookie"]
-    name, _, rest = cookie.partition("=")
-    value = rest.split(";", 1)[0]
-    assert name == f"agent-supervisor-{shared.port}"
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
-    assert shared.token is not None and shared.token not in cookie
-    jar = {"Authorization": None, "Cookie": f"{name}={value}"}
-    assert shared.request("GET", "/api/agents", headers=jar).status == 200
-    with shared.stream("/api/stream", headers=jar) as stream:
-        assert stream.status == 200 and stream.take().event == "connected"
-    assert shared.request("GET", "/api/agents", headers={"Authorization": None, "Cookie": f"{name}=x{value}"}).status == 401
-    # Another port's cookie is not this server's.
-    assert shared.request("GET", "/api/agents", headers={"Authorization": None,
-                                                          "Cookie": f"agent-supervisor-1={value}"}).status == 401
-    logout = shared.request("DELETE", "/api/session")
-    assert logout.status == 204 and "Max-Age=0" in logout.headers["set-cookie"]
-    assert http(shared.url, "POST", "/api/session").status == 401  # no token, no cookie
+def test_no_cookie_opens_anything(shared: Server) -> None:
+    """No answer sets a cookie and no cookie is a credential: a browser would send one to every
+    other server on 127.0.0.1 too. The former session route is gone, and its cookie (an HMAC
+    of the token) opens neither REST nor streams."""
+    import hashlib
+    import hmac
+
+    assert shared.token is not None
+    for method, path in (("POST", "/api/session"), ("GET", "/"), ("GET", "/api/agents"), ("GET", "/test_sse.html")):
+        response = shared.request(method, path)
+        assert "set-cookie" not in response.headers, (method, path)
+    assert shared.request("POST", "/api/session").status == 404
+    old = hmac.new(shared.token.encode(), b"agent-supervisor browser session v1", hashlib.sha256).hexdigest()
+    for value in (old, shared.token):
+        jar = {"Authorization": None, "Cookie": f"agent-supervisor-{shared.port}={value}"}
+        assert shared.request("GET", "/api/agents", headers=jar).status == 401
+        with shared.stream("/api/stream", headers=jar) as stream:
+            assert stream.status == 401
 
 
 def test_token_never_reaches_the_log(shared: Server) -> None:
-    """Header, query and cookie uses of the token leave no trace of it in the server's log."""
+    """Header and query uses of the token leave no trace of it in the server's log."""
     assert shared.token is not None
     shared.request("GET", f"/api/agents?token={shared.token}", headers={"Authorization": None})
     shared.request("GET", f"/?token={shared.token}")

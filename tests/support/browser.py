@@ -1,4 +1,5 @@
-"""Helpers for the browser tests: Debian's Chromium under Playwright, screenshots, a TCP proxy.
+"""Helpers for the browser tests: Debian's Chromium under Playwright, screenshots, a TCP proxy,
+another web site on 127.0.0.1.
 
 Chromium comes from the system (``apt-get install chromium``), never from ``playwright
 install``. Under CI (``CI=true``) a missing browser fails the tests; elsewhere they are skipped
@@ -7,11 +8,18 @@ with a message that says what to install.
 :class:`TcpProxy` sits between the browser and the real server so a test can cut every
 connection at a moment of its choosing and hold reconnections until it is ready: the cleanest
 way to make "the server dropped the connection" happen on cue without a test-only endpoint.
+
+:class:`OtherSite` is some other web server on another port of 127.0.0.1 (a dev server, an
+attacker's page): it serves the pages it is given and records every request the browser sends
+it, headers included, so a test can say what reached it.
 """
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +161,50 @@ def static_page(page: Any) -> Any:
     page.route("http://modules.test/**", serve)
     page.goto("http://modules.test/")
     return page
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request as :class:`OtherSite` received it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+
+
+class OtherSite:
+    """A plain HTTP server on a free port of 127.0.0.1: serves ``pages`` (path -> HTML; any
+    other path gets a small page), one request per connection, and keeps every request in
+    ``requests``."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        self.requests: list[SeenRequest] = []
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                site.requests.append(SeenRequest("GET", self.path, list(self.headers.items())))
+                body = site.pages.get(self.path.split("?", 1)[0], "<!doctype html><title>another site</title>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port: int = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
