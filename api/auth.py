@@ -1,7 +1,7 @@
 """The token, and CORS: who may use ``/api`` (the checks before it are :mod:`api.security`'s).
 
 A request proves it knows the token in one of two ways, compared in constant time and never
-logged (the access log masks it, :func:`api.handler.redact`):
+logged (the access log masks it: :class:`api.redact.Redactor`):
 
 - ``Authorization: Bearer <token>``: the command line, scripts, curl, and the browser pages;
 - ``?token=<token>``: for clients that cannot set headers (an EventSource, a curl one-liner).

@@ -16,12 +16,12 @@ is not read either, to find the next request: the connection is closed after the
 Closing lingers (drains what the client still sends, briefly), so that the kernel does not
 answer unread bytes with a reset that would destroy the response before the client reads it.
 
-The access log is pywsgi's, minus secrets: a ``token=`` in a query string is masked.
+The access log is pywsgi's, minus secrets: the token, however a request line spells it, and
+any ``token`` parameter are masked (:class:`api.redact.Redactor`).
 """
 from __future__ import annotations
 
 import json
-import re
 import socket
 import time
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from gevent.pywsgi import WSGIHandler
 from gevent.socket import socket as GeventSocket
 
+from .redact import Redactor
 from .security import BASE_HEADERS
 
 DETACH_KEY = "agent_supervisor.detach"
@@ -41,14 +42,8 @@ LINGER_S = 1.0
 #: Longest request line kept for the access log.
 LOGGED_REQUEST_LINE = 2048
 
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 500: "Internal Server Error",
             431: "Request Header Fields Too Large"}
-
-
-def redact(requestline: str) -> str:
-    """``requestline`` with the value of any ``token`` query parameter masked."""
-    return _TOKEN_IN_QUERY.sub(r"\1***", requestline)
 
 
 def error_response(status: int, code: str, message: str) -> bytes:
@@ -79,6 +74,8 @@ class StreamingHandler(WSGIHandler):
 
     detached = False
     request_timeout_s = 10.0
+    #: Masks the server's token in what is logged (set by :func:`handler_for`).
+    redact = Redactor()
     _refusal: tuple[int, str, str] | None = None
 
     # -- deadlines ---------------------------------------------------------------------------
@@ -121,7 +118,7 @@ class StreamingHandler(WSGIHandler):
         self._refusal = _client_error(ex)
         status, code, _ = self._refusal
         self.log_error("(from %s) %s %s: %s", self.client_address, status, code,
-                       redact(str(ex))[:300])
+                       self.redact(str(ex))[:300])
         return str(status), b""
 
     def handle_one_request(self) -> Any:
@@ -234,7 +231,7 @@ class StreamingHandler(WSGIHandler):
         line: str = super().format_request()
         if self.detached:
             line = line.replace('" 000 ', '" 200 ', 1) if '" 000 ' in line else line
-        return redact(line)
+        return self.redact(line)
 
     def log_request(self) -> None:
         if self.requestline is not None and len(self.requestline) > LOGGED_REQUEST_LINE:
@@ -242,6 +239,8 @@ class StreamingHandler(WSGIHandler):
         super().log_request()
 
 
-def handler_for(request_timeout_s: float) -> type[StreamingHandler]:
-    """A :class:`StreamingHandler` class whose requests get ``request_timeout_s``."""
-    return type("StreamingHandler", (StreamingHandler,), {"request_timeout_s": request_timeout_s})
+def handler_for(request_timeout_s: float, token: str | None = None) -> type[StreamingHandler]:
+    """A :class:`StreamingHandler` class whose requests get ``request_timeout_s`` and whose log
+    lines never show ``token``."""
+    return type("StreamingHandler", (StreamingHandler,),
+                {"request_timeout_s": request_timeout_s, "redact": Redactor([token])})

@@ -91,7 +91,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     server = WSGIServer(
         listener,
         app,
-        handler_class=handler_for(config.request_timeout_s),
+        handler_class=handler_for(config.request_timeout_s, config.token),
         log=logging.getLogger("api.access"),
         error_log=logging.getLogger("api.server"),
     )

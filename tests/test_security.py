@@ -147,12 +147,23 @@ def test_no_cookie_opens_anything(shared: Server) -> None:
 
 
 def test_token_never_reaches_the_log(shared: Server) -> None:
-    """Header and query uses of the token leave no trace of it in the server's log."""
-    assert shared.token is not None
-    shared.request("GET", f"/api/agents?token={shared.token}", headers={"Authorization": None})
-    shared.request("GET", f"/?token={shared.token}")
-    log = shared.log_path.read_text()
-    assert shared.token not in log and "token=***" in log
+    """Header and query uses of the token leave no trace of it in the server's log, however the
+    request line spells it: an encoded key (which authenticates), ``;token=``, ``TOKEN=``,
+    ``token%3D``, an encoded value, the token in the path."""
+    token = shared.token
+    assert token is not None
+    spelled = "".join(f"%{b:02X}" for b in token.encode())
+    no_header = {"Authorization": None}
+    assert shared.request("GET", f"/api/agents?token={token}", headers=no_header).status == 200
+    assert shared.request("GET", f"/api/agents?%74oken={token}", headers=no_header).status == 200
+    assert shared.request("GET", f"/api/agents?token={spelled}", headers=no_header).status == 200
+    for target in (f"/?token={token}", f"/api/agents;token={token}", f"/api/agents?TOKEN={token}",
+                   f"/api/agents?token%3D{token}", f"/api/agents/{token}/stream", f"/api/agents?x={spelled.lower()}"):
+        shared.request("GET", target, headers=no_header)
+    log = wait_for(lambda: (text := shared.log_path.read_text()).count('"GET /api/agents?x=***') and text, 5,
+                   what="the last request's log line")
+    assert token not in log and spelled not in log and spelled.lower() not in log
+    assert "token=***" in log
 
 
 # ------------------------------------------------------------------ Host, Origin, media type
