@@ -107,6 +107,31 @@ class _PtyChild(PtyProcess):  # type: ignore[misc]  # ptyprocess is untyped
                 pass
 
 
+#: The umask agents start with; None: the server's own. ``serve`` runs with a private one
+#: (:func:`supervisor.datadir.private_umask`) and gives agents back the one it was started with.
+_agent_umask: int | None = None
+
+
+def set_agent_umask(mask: int | None) -> None:
+    """Start every agent from now on with ``mask`` as its umask (None: the server's)."""
+    global _agent_umask
+    _agent_umask = mask
+
+
+def _in_child(then: Callable[[], None] | None) -> Callable[[], None]:
+    """What the forked child runs before exec: the agents' umask (the server changed its
+    own), then ``then`` (the run's containment, if its mode needs a step there)."""
+    mask = _agent_umask
+
+    def setup() -> None:
+        if mask is not None:
+            os.umask(mask)
+        if then is not None:
+            then()
+
+    return setup
+
+
 class _Idle(Exception):
     """Raised by a wait that timed out: time to look at the child again."""
 
@@ -205,7 +230,7 @@ class AgentProcess:
         try:
             pty = _PtyChild.spawn(
                 self.argv, cwd=self.cwd, env=self.env, dimensions=(self.rows, self.cols),
-                preexec_fn=self.scope.preexec(),
+                preexec_fn=_in_child(self.scope.preexec()),
             )
         except Exception as exc:  # ptyprocess re-raises the child's exec error under its own name
             failed, _PtyChild.last = _PtyChild.last, None

@@ -77,6 +77,12 @@ def serve(args: argparse.Namespace) -> int:
     import logging
 
     from ..config import load_config
+    from ..datadir import private_umask
+    from ..process import set_agent_umask
+
+    # Before anything is created: the data dir, history, records, server.json are the user's
+    # alone. Agents get the user's own umask back.
+    set_agent_umask(private_umask())
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
