@@ -105,6 +105,11 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     if config.no_token:
         log.warning("authentication is off (--no-token): any user or program on this machine can"
                     " run commands as you through %s", url)
+    if "*" in config.allowed_hosts:
+        log.warning("allowed_hosts has '*': the Host check is off, so a DNS-rebinding page reaches the"
+                    " server; only the token keeps it out")
+    if "*" in config.cors_origins:
+        log.warning("cors_origins has '*': a page of any web site may call the API with a token it holds")
     try:
         runtime.write_runtime_file(config.data_dir, url, config.token)
     except OSError as exc:

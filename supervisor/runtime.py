@@ -54,8 +54,10 @@ def generate_token() -> str:
 def with_token(config: Config) -> tuple[Config, bool]:
     """``config`` with the token the server will require, and whether it was generated.
 
-    Raises :class:`ConfigError` for ``no_token`` on an address other machines can reach:
-    turning authentication off is accepted on loopback only.
+    Raises :class:`ConfigError` for ``no_token`` where the token is the only thing left in the
+    way: on an address other machines can reach, with ``allowed_hosts`` of ``*`` (the Host check
+    is what stops DNS rebinding: a rebound page's Origin matches its Host, so it passes the
+    Origin check) and with ``cors_origins`` of ``*`` (every page may call the API).
     """
     from .config import is_loopback
 
@@ -64,6 +66,17 @@ def with_token(config: Config) -> tuple[Config, bool]:
             raise ConfigError(
                 f"refusing --no-token on {config.host}: without a token anyone who can reach it"
                 " could run commands. --no-token is for loopback addresses only"
+            )
+        if "*" in config.allowed_hosts:
+            raise ConfigError(
+                "allowed_hosts: refusing '*' with no_token: without the Host check any web page can"
+                " reach the server by DNS rebinding and run commands; list the names a proxy"
+                " forwards, or keep the token"
+            )
+        if "*" in config.cors_origins:
+            raise ConfigError(
+                "cors_origins: refusing '*' with no_token: any web page could call the API and run"
+                " commands; list the origins, or keep the token"
             )
         return dataclasses.replace(config, token=None), False
     if config.token:

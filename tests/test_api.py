@@ -157,6 +157,25 @@ def test_no_token_is_refused_on_a_public_address(tmp_path: Any) -> None:
     assert "--no-token" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_wildcard_allowed_hosts_without_a_token_is_refused(make_server: Any, tmp_path: Any) -> None:
+    """``allowed_hosts = ["*"]`` with ``no_token = true`` is refused with one line naming the key
+    (the reviewer's cfg2.toml); with a token the server starts, and says '*' turns the Host
+    check off."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "cfg2.toml"
+    config.write_text('allowed_hosts = ["*"]\nno_token = true\n')
+    result = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--port", "0", "--config", str(config),
+                             "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "allowed_hosts" in result.stderr and "DNS rebinding" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "d" / "server.json").exists()
+    tokened = make_server(env={"AGENT_SUPERVISOR_ALLOWED_HOSTS": "*"})
+    assert tokened.request("GET", "/api/agents", headers={"Host": "rebound.example"}).status == 200
+    assert any("WARNING" in line and "allowed_hosts has '*'" in line for line in tokened.log_path.read_text().splitlines())
+
+
 def test_port_in_use_is_a_clear_error(server: Server, tmp_path: Any) -> None:
     """A second server on a taken port exits with one clear line, no traceback."""
     import subprocess

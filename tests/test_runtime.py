@@ -31,6 +31,20 @@ def test_with_token_generates_keeps_or_refuses() -> None:
         runtime.with_token(Config(no_token=True, host="0.0.0.0"))
 
 
+def test_no_token_refuses_wildcard_hosts_and_origins() -> None:
+    """Without a token, ``allowed_hosts = ["*"]`` (DNS rebinding gets through: the Origin check
+    compares Origin with Host) and ``cors_origins = ["*"]`` are refused, naming the key; with a
+    token, or with listed names, they are accepted."""
+    with pytest.raises(ConfigError, match=r"^allowed_hosts: refusing '\*' with no_token"):
+        runtime.with_token(Config(no_token=True, allowed_hosts=("*",)))
+    with pytest.raises(ConfigError, match=r"^allowed_hosts: "):
+        runtime.with_token(Config(no_token=True, allowed_hosts=("agents.example", "*")))
+    with pytest.raises(ConfigError, match=r"^cors_origins: refusing '\*' with no_token"):
+        runtime.with_token(Config(no_token=True, cors_origins=("*",)))
+    assert runtime.with_token(Config(no_token=True, allowed_hosts=("agents.example",)))[0].token is None
+    assert runtime.with_token(Config(allowed_hosts=("*",), cors_origins=("*",)))[0].token
+
+
 def test_runtime_file_is_private_from_the_start(tmp_path: Path) -> None:
     """server.json is written with mode 0600 (a leftover temporary file of another mode
     included), replaces an older one, and holds exactly url, pid and token."""
