@@ -9,7 +9,9 @@ nobody else: the command line reads it, so ``agent-supervisor list`` just works.
 :func:`resolve` is the command line's search, most explicit first: flags, then
 ``AGENT_SUPERVISOR_URL`` / ``AGENT_SUPERVISOR_TOKEN``, then the runtime file of the data dir
 (``--data-dir``, else the configured one). A token from the runtime file is used only for the
-URL written beside it, so it is never sent to another server.
+URL written beside it, so it is never sent to another server, and only while the process named
+by its ``pid`` exists: a server killed by a signal leaves its file behind, and whatever listens
+on that port later (another user's program) must not receive the token.
 
 Stdlib only (the configuration is imported when a data dir must be found): the client side
 stays light.
@@ -44,6 +46,18 @@ class RuntimeFileError(SupervisorError):
 
     code = "runtime_file_error"
     status = 500
+
+
+class ServerNotRunning(SupervisorError):
+    """The data dir's ``server.json`` is left from a server that is no longer running."""
+
+    code = "server_not_running"
+    status = 503
+
+    def __init__(self, stale: RuntimeInfo) -> None:
+        super().__init__(f"the server of {stale.path} (pid {stale.pid}, {stale.url}) is not running;"
+                         " start it with `agent-supervisor serve`, or give --url")
+        self.stale = stale
 
 
 def generate_token() -> str:
@@ -165,10 +179,14 @@ class Connection:
     url: str
     token: str | None
     runtime: RuntimeInfo | None = None
+    #: A runtime file that was read and ignored: its server's process is gone.
+    stale: RuntimeInfo | None = None
 
     def describe(self) -> str:
         """Where the URL came from, for an error message."""
-        if self.runtime is not None and _same_origin(self.url, self.runtime.url):
+        if self.stale is not None:
+            return f"{self.stale.path} is left from a server (pid {self.stale.pid}) that is not running"
+        if self.runtime is not None and same_origin(self.url, self.runtime.url):
             alive = _pid_alive(self.runtime.pid)
             return (f"from {self.runtime.path}" + ("" if alive else
                     f"; its server (pid {self.runtime.pid}) is not running"))
@@ -180,20 +198,26 @@ def resolve(url: str | None = None, token: str | None = None, data_dir: str | No
     """The server to talk to: each of URL and token from a flag, else the environment, else
     the runtime file of the data dir; the URL defaults to :data:`DEFAULT_URL`.
 
-    Raises :class:`RuntimeFileError` for a damaged runtime file, and the configuration's
+    A runtime file whose ``pid`` is gone is not used (its URL nor its token); when the URL was
+    to come from it, that is :class:`ServerNotRunning` (nothing is sent anywhere). Raises
+    :class:`RuntimeFileError` for a damaged runtime file, and the configuration's
     :class:`ConfigError` when the data dir must be looked up in a bad configuration.
     """
     environ = os.environ if environ is None else environ
     url = url or environ.get(URL_ENV) or None
     token = token or environ.get(TOKEN_ENV) or None
-    runtime = None
+    runtime = stale = None
     if url is None or token is None:
         runtime = read_runtime_file(_data_dir(data_dir, environ))
+        if runtime is not None and not _pid_alive(runtime.pid):
+            runtime, stale = None, runtime
     if url is None:
+        if stale is not None:
+            raise ServerNotRunning(stale)
         url = runtime.url if runtime is not None else DEFAULT_URL
-    if token is None and runtime is not None and _same_origin(url, runtime.url):
+    if token is None and runtime is not None and same_origin(url, runtime.url):
         token = runtime.token
-    return Connection(url, token, runtime)
+    return Connection(url, token, runtime, stale)
 
 
 def _data_dir(flag: str | None, environ: Mapping[str, str]) -> Path:
@@ -213,15 +237,23 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port or (443 if parts.scheme == "https" else 80)
 
 
-def _same_origin(a: str, b: str) -> bool:
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs name one server (scheme, host and port)."""
     return _origin(a) == _origin(b)
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie, reaped by nobody yet, counts as gone)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True  # someone else's process: it exists
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True

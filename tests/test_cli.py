@@ -263,6 +263,76 @@ def test_a_stale_runtime_file_is_named_in_the_error(tmp_path: Path) -> None:
     assert "is `agent-supervisor serve` running" in line
 
 
+class Listener:
+    """A plain TCP listener on 127.0.0.1 that keeps what every connection sends (whatever now
+    listens on the port of a server that died) and answers an empty agent list."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.received: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        body = b'{"agents": []}'
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.received.append(data)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+
+def test_a_dead_servers_runtime_file_sends_its_token_nowhere(tmp_path: Path) -> None:
+    """server.json left by a killed server (its pid gone), with something else now listening on
+    its port: the CLI sends nothing there and says the server is not running; given that URL
+    explicitly, it goes there without the file's token. ``token`` says not running too, with a
+    token in the file or without (a --no-token server)."""
+    from supervisor import runtime
+
+    listener = Listener()
+    data = tmp_path / "data"
+    data.mkdir()
+    dead = 2**22 + 4321
+    try:
+        runtime.write_runtime_file(data, listener.url, "STATIC-TOKEN-of-a-dead-server", pid=dead)
+        env = cli_env(HOME=str(tmp_path))
+        line = one_line_error(cli("list", "--data-dir", str(data), env=env))
+        assert "not running" in line and str(data / "server.json") in line and f"pid {dead}" in line
+        assert listener.received == []
+        listed = cli("list", "--url", listener.url, "--data-dir", str(data), env=env)
+        assert listed.returncode == 0, listed.stderr
+        (head,) = listener.received
+        assert b"GET /api/agents" in head and b"authorization" not in head.lower()
+        assert b"STATIC-TOKEN" not in head
+        assert "not running" in one_line_error(cli("token", "--data-dir", str(data), env=env))
+        runtime.write_runtime_file(data, listener.url, None, pid=dead)
+        assert "not running" in one_line_error(cli("token", "--data-dir", str(data), env=env))
+        assert "not running" in one_line_error(cli("token", "--url", listener.url, "--data-dir", str(data), env=env))
+        assert len(listener.received) == 1
+    finally:
+        listener.close()
+
+
 # --------------------------------------------------------------------------- tail
 
 

@@ -13,6 +13,8 @@ from supervisor import runtime
 from supervisor.config import Config
 from supervisor.exceptions import ConfigError
 
+from support.waiting import wait_for
+
 
 def test_generated_tokens_are_long_random_and_url_safe() -> None:
     """A generated token has 32 random bytes (43 URL-safe characters) and never repeats."""
@@ -123,10 +125,33 @@ def test_resolve_reads_the_data_dir_asked_for(tmp_path: Path) -> None:
     assert (nothing.url, nothing.token, nothing.runtime) == (runtime.DEFAULT_URL, None, None)
 
 
-def test_describe_names_a_stale_runtime_file(tmp_path: Path) -> None:
-    """When the URL came from server.json, the connection says so, and whether its pid lives."""
+def test_a_runtime_file_whose_server_died_is_not_used(tmp_path: Path) -> None:
+    """server.json of a dead pid gives neither its URL nor its token: asked for the data dir's
+    server, resolve says it is not running; given the file's URL, it sends no token, and the
+    connection names the stale file."""
     runtime.write_runtime_file(tmp_path, "http://127.0.0.1:9001", "t", pid=2**22 + 12345)
-    found = runtime.resolve(data_dir=str(tmp_path), environ=environ(tmp_path))
+    with pytest.raises(runtime.ServerNotRunning, match="server.json .pid 4206649, http://127.0.0.1:9001. is not running"):
+        runtime.resolve(data_dir=str(tmp_path), environ=environ(tmp_path))
+    found = runtime.resolve("http://127.0.0.1:9001", data_dir=str(tmp_path), environ=environ(tmp_path))
+    assert found.token is None and found.runtime is None and found.stale is not None
     assert str(tmp_path / "server.json") in found.describe() and "not running" in found.describe()
-    alive = dataclasses.replace(found, runtime=dataclasses.replace(found.runtime, pid=os.getpid()))  # type: ignore[type-var]
-    assert "not running" not in alive.describe()
+    runtime.write_runtime_file(tmp_path, "http://127.0.0.1:9001", "t", pid=os.getpid())
+    alive = runtime.resolve(data_dir=str(tmp_path), environ=environ(tmp_path))
+    assert (alive.token, alive.stale) == ("t", None) and "not running" not in alive.describe()
+    dead = dataclasses.replace(alive, runtime=dataclasses.replace(alive.runtime, pid=2**22 + 1))  # type: ignore[type-var]
+    assert "not running" in dead.describe()  # it died since
+
+
+def test_a_zombie_or_a_bad_pid_counts_as_gone(tmp_path: Path) -> None:
+    """A server killed but not yet reaped (a zombie) and pids 0 or below are not alive."""
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    wait_for(lambda: open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z", 5)
+    try:
+        for pid in (child.pid, 0, -1):
+            runtime.write_runtime_file(tmp_path, "http://127.0.0.1:9001", "t", pid=pid)
+            with pytest.raises(runtime.ServerNotRunning):
+                runtime.resolve(data_dir=str(tmp_path), environ=environ(tmp_path))
+    finally:
+        child.wait()

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ApiError as exc:  # ServerUnreachable (no server) included
         connection = getattr(args, "connection", None)
-        where = connection.describe() if isinstance(exc, ServerUnreachable) and connection else ""
+        stale = connection is not None and connection.stale is not None
+        where = connection.describe() if connection and (isinstance(exc, ServerUnreachable) or stale) else ""
         _error(f"{PROG}: {exc}" + (f" ({where})" if where else ""))
         return EXIT_FAILURE
     except KeyboardInterrupt:

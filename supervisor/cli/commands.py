@@ -113,8 +113,10 @@ def serve(args: argparse.Namespace) -> int:
 
 def token(args: argparse.Namespace) -> int:
     """Print the token of the server (for curl), or with --link the dashboard's address."""
-    connection = connection_for(args)
+    connection = connection_for(args)  # a data dir whose server died: "not running"
     if connection.token is None:
+        if connection.stale is not None and runtime.same_origin(connection.url, connection.stale.url):
+            raise ApiError(str(runtime.ServerNotRunning(connection.stale)))
         if connection.runtime is not None and connection.runtime.token is None:
             raise ApiError(f"the server at {connection.url} runs without a token (--no-token)")
         data_dir = getattr(args, "data_dir", None)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 
 from .. import runtime
-from ..client import Client
+from ..client import Client, ServerUnreachable
+
+
+def _resolve(args: argparse.Namespace) -> runtime.Connection:
+    return runtime.resolve(getattr(args, "url", None), getattr(args, "token", None), getattr(args, "data_dir", None))
 
 
 def connection_for(args: argparse.Namespace) -> runtime.Connection:
     """The server and token for the parsed arguments; kept on ``args`` for the error message
-    when the server cannot be reached."""
-    connection = runtime.resolve(getattr(args, "url", None), getattr(args, "token", None),
-                                 getattr(args, "data_dir", None))
+    when the server cannot be reached. A data dir whose server died is
+    :class:`~supervisor.client.ServerUnreachable` at once: nothing is sent anywhere."""
+    try:
+        connection = _resolve(args)
+    except runtime.ServerNotRunning as exc:
+        raise ServerUnreachable(str(exc)) from None
     args.connection = connection
     return connection
 
@@ -24,8 +31,10 @@ def client_for(args: argparse.Namespace) -> Client:
 
     def renew() -> str | None:
         # The runtime file again: a server restarted meanwhile may have a new generated token.
-        fresh = runtime.resolve(getattr(args, "url", None), getattr(args, "token", None),
-                                getattr(args, "data_dir", None))
+        try:
+            fresh = _resolve(args)
+        except runtime.ServerNotRunning:
+            return None  # not written yet by the restarted server: the next 401 asks again
         return fresh.token if fresh.url == connection.url else None
 
     return Client(connection.url, connection.token, renew=renew)
