@@ -20,7 +20,7 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from supervisor import runtime
-from supervisor.config import Config
+from supervisor.config import Config, is_loopback
 from supervisor.exceptions import ConfigError
 
 from . import close_app, create_app
@@ -64,6 +64,44 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def local_url(listener: socket.socket) -> str:
+    """The URL this machine reaches the server at: the bound address, or for a wildcard bind
+    (``0.0.0.0``, ``::``) the loopback one (what the runtime file and the command line use)."""
+    host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def network_url(listener: socket.socket) -> str:
+    """The URL other machines reach the server at: the bound address, or for a wildcard bind
+    this machine's address on its default route (a UDP ``connect`` sends nothing); the
+    loopback URL when there is no network."""
+    host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        # Documentation prefixes (RFC 5737, 3849) are routed like the Internet; "::" takes
+        # IPv4 connections too, so either address will do.
+        probes = [(socket.AF_INET, "192.0.2.1")]
+        if host == "::":
+            probes.insert(0, (socket.AF_INET6, "2001:db8::1"))
+        found = next((address for family, probe in probes if (address := _route_address(family, probe))), None)
+        if found is None:
+            return local_url(listener)
+        host = found
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _route_address(family: socket.AddressFamily, probe: str) -> str | None:
+    """This machine's address on the route to ``probe``, or None (no network)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect((probe, 9))
+            address: str = udp.getsockname()[0]
+    except OSError:
+        return None
+    return None if address in ("0.0.0.0", "::") else address
+
+
 def demo_agent() -> dict[str, object]:
     """The agent ``serve --demo`` starts: scripts/demo_agent.py, restarted whenever it ends."""
     script = Path(__file__).resolve().parent.parent / "scripts" / "demo_agent.py"
@@ -74,10 +112,11 @@ def demo_agent() -> dict[str, object]:
     }
 
 
-def run_server(config: Config, ready: Callable[[str], None] | None = None, demo: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM. ``ready(url)`` is called once the socket listens and the
-    runtime file is written; ``demo`` starts the demo agent (replacing an earlier one of that
-    name).
+def run_server(config: Config, ready: Callable[[str, str], None] | None = None, demo: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM. ``ready(url, network_url)`` is called once the socket
+    listens and the runtime file is written (``url`` is this machine's way in, ``network_url``
+    other machines': the same on loopback); ``demo`` starts the demo agent (replacing an
+    earlier one of that name).
 
     Secure by default: a config without a token gets a generated one (pass it through
     :func:`supervisor.runtime.with_token` first to know it). Raises :class:`ConfigError` for
@@ -98,10 +137,21 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)
+    url = local_url(listener)
+    try:
+        # Before accepting: a client that reads the file finds it current (connections that
+        # come first wait in the listen queue).
+        runtime.write_runtime_file(config.data_dir, url, config.token)
+    except OSError as exc:
+        listener.close()
+        close_app(app)
+        raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
     server.start()
-    host, port = listener.getsockname()[:2]
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     log.info("serving on %s (data in %s)", url, config.data_dir)
+    if not is_loopback(listener.getsockname()[0]):
+        log.warning("listening on %s over plain HTTP: the token and everything the agents print cross"
+                    " the network unencrypted; on a network you do not trust, put it behind a TLS"
+                    " reverse proxy or reach it through an SSH tunnel", network_url(listener))
     if config.no_token:
         log.warning("authentication is off (--no-token): any user or program on this machine can"
                     " run commands as you through %s", url)
@@ -110,12 +160,6 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
                     " server; only the token keeps it out")
     if "*" in config.cors_origins:
         log.warning("cors_origins has '*': a page of any web site may call the API with a token it holds")
-    try:
-        runtime.write_runtime_file(config.data_dir, url, config.token)
-    except OSError as exc:
-        server.close()
-        close_app(app)
-        raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
     if demo:
         if "demo" in ext.registry and ext.registry.get("demo").active:
             ext.registry.stop("demo", wait=True)
@@ -126,7 +170,7 @@ def run_server(config: Config, ready: Callable[[str], None] | None = None, demo:
     gc.collect()
     gc.freeze()
     if ready is not None:
-        ready(url)
+        ready(url, network_url(listener))
     try:
         stopping.wait()
         log.info("shutting down: stopping agents")

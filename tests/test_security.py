@@ -12,6 +12,8 @@ import json
 import select
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,6 +126,67 @@ def test_token_flag_and_no_token(make_server: Callable[..., Server]) -> None:
     warning = wait_for(lambda: [line for line in open_server.log_path.read_text().splitlines()
                                 if "WARNING" in line and "--no-token" in line], 5)
     assert "any user" in warning[0]
+
+
+def test_token_file_keeps_the_token_out_of_the_process_list(make_server: Callable[..., Server],
+                                                            tmp_path: Path) -> None:
+    """``serve --token-file F`` requires the token on F's first line, which, unlike ``--token``,
+    no other user can read in /proc/<pid>/cmdline; --help says so."""
+    secret = "from-a-file-0123456789"
+    file = tmp_path / "token"
+    file.write_text(secret + "\n")
+    file.chmod(0o600)
+    server = make_server("--token-file", str(file))
+    server.token = secret
+    assert server.process is not None
+    cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    assert b"--token-file" in cmdline and secret.encode() not in cmdline
+    assert server.request("GET", "/api/agents").status == 200
+    assert server.request("GET", "/api/agents", headers={"Authorization": "Bearer wrong"}).status == 401
+    assert json.loads((server.data_dir / "server.json").read_text())["token"] == secret
+    assert secret not in server.log_path.read_text()
+    helped = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--help"], capture_output=True,
+                            text=True, timeout=30, cwd=ROOT)
+    assert "/proc/PID/cmdline" in " ".join(helped.stdout.split()) and "--token-file" in helped.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--token", "a"], "token: must be at least 16 characters long (it is 1"),
+    (["--token", "t\u00f6ken-not-ascii-0123"], "token: must be printable ASCII"),
+    (["--token-file", "/nonexistent/token"], "--token-file: cannot read '/nonexistent/token'"),
+    (["--token-file", "{empty}"], "token: must be a non-empty string (the first line of"),
+    (["--token", "a-long-enough-token-1", "--token-file", "x"], "give one of --token, --token-file and --no-token"),
+])
+def test_bad_tokens_stop_serve_in_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    """A token too short, not ASCII, an unreadable or empty token file, or two sources: serve
+    exits at once with one line saying why (and never the token)."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    args = [arg.replace("{empty}", str(empty)) for arg in args]
+    result = subprocess.run([sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir",
+                             str(tmp_path / "d"), *args], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert says in result.stderr, result.stderr
+    assert "serving on" not in result.stdout
+
+
+def test_a_wildcard_bind_warns_and_prints_a_link_that_works(make_server: Callable[..., Server]) -> None:
+    """``serve --host 0.0.0.0`` says its link is plain HTTP on the network and prints one with
+    this machine's address (never 0.0.0.0) that the server answers; the runtime file and the
+    command line use the loopback address."""
+    server = make_server("--host", "0.0.0.0")
+    assert server.url.startswith("http://127.0.0.1:")
+    assert json.loads((server.data_dir / "server.json").read_text())["url"] == server.url
+    printed = stdout_lines(server, 2)
+    link = next(line for line in printed if "open the dashboard at" in line).split(" at ", 1)[1]
+    assert link.endswith(f"/?token={server.token}") and "0.0.0.0" not in link
+    host = link.split("//", 1)[1].split("/", 1)[0]
+    if host != f"127.0.0.1:{server.port}":  # a machine with a network: its address
+        assert printed[0] == f"agent-supervisor: other machines reach it at http://{host} (plain HTTP)"
+    assert server.request("GET", "/api/agents", headers={"Host": host}).status == 200
+    warning = wait_for(lambda: [line for line in server.log_path.read_text().splitlines()
+                                if "WARNING" in line and "plain HTTP" in line], 5)
+    assert f"http://{host}" in warning[0] and "unencrypted" in warning[0]
 
 
 def test_no_cookie_opens_anything(shared: Server) -> None:

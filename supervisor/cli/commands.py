@@ -86,17 +86,21 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.token and args.no_token:
-        raise UsageError("--token and --no-token contradict each other")
+    if sum(bool(given) for given in (args.token, args.token_file, args.no_token)) > 1:
+        raise UsageError("give one of --token, --token-file and --no-token")
+    token = runtime.read_token_file(args.token_file) if args.token_file else args.token
     config = load_config(
-        args.config, host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
+        args.config, host=args.host, port=args.port, data_dir=args.data_dir, token=token,
         no_token=True if args.no_token else None,
     )
     config, generated = runtime.with_token(config)
     from api.server import run_server  # the server's dependencies load only for `serve`
 
-    def ready(url: str) -> None:
+    def ready(url: str, network_url: str) -> None:
         print(f"{PROG}: serving on {url}", flush=True)
+        if network_url != url:  # a wildcard bind: the link must work from other machines too
+            print(f"{PROG}: other machines reach it at {network_url} (plain HTTP)", flush=True)
+            url = network_url
         # The token is printed this once, for a person to click; it is never logged.
         if generated:
             print(f"{PROG}: open the dashboard at {runtime.dashboard_url(url, config.token)}\n"
