@@ -64,6 +64,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: The shortest token a user may configure: a generated one has 43 characters.
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token(raw: object, source: str) -> str:
+    """``raw`` if it can be the server's token, else a :class:`ConfigError` that says why
+    without showing it: at least :data:`MIN_TOKEN_LENGTH` printable ASCII characters, no space
+    (it travels in an ``Authorization`` header, which is ASCII, and in a URL)."""
+    if not isinstance(raw, str) or not raw:
+        why = "must be a non-empty string"
+    elif not (raw.isascii() and raw.isprintable()) or " " in raw:
+        why = "must be printable ASCII without spaces"
+    elif len(raw) < MIN_TOKEN_LENGTH:
+        why = f"must be at least {MIN_TOKEN_LENGTH} characters long (it is {len(raw)}; leave it unset for a generated one)"
+    else:
+        return raw
+    raise ConfigError(f"token: {why} ({source}; the value is not shown)")
+
+
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """``$XDG_STATE_HOME/agent-supervisor``, else ``~/.local/state/agent-supervisor``."""
     state = environ.get("XDG_STATE_HOME", "")
@@ -280,9 +299,7 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
             raise _bad(key, "must be a host name or address", raw, source)
         return raw
     if kind == "token":
-        if not isinstance(raw, str) or not raw or not raw.isprintable() or " " in raw:
-            raise _bad(key, "must be a non-empty string without spaces", "<hidden>", source)
-        return raw
+        return check_token(raw, source)
     if kind == "path":
         if not isinstance(raw, str) or not raw:
             raise _bad(key, "must be a directory path", raw, source)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -63,6 +64,27 @@ class ServerNotRunning(SupervisorError):
 def generate_token() -> str:
     """A new random token, URL-safe (it goes in ``?token=`` as it is)."""
     return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in the file ``serve --token-file`` names: its first line, stripped (a token
+    given as ``--token`` is visible to every user in ``/proc/<pid>/cmdline``; a file is not).
+    Raises :class:`ConfigError` for a file that cannot be read or holds no valid token; logs a
+    warning when other users may read it."""
+    from .config import check_token
+
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+        mode = file.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--token-file: cannot read {str(file)!r}: {reason}") from None
+    if mode & 0o077:
+        logging.getLogger(__name__).warning(
+            "token file %s is readable by other users (mode %04o): chmod 600 it", file, mode & 0o777)
+    lines = text.splitlines()
+    return check_token(lines[0].strip() if lines else "", f"the first line of {str(file)!r}")
 
 
 def with_token(config: Config) -> tuple[Config, bool]:
@@ -224,7 +246,10 @@ def _data_dir(flag: str | None, environ: Mapping[str, str]) -> Path:
     """The data dir ``serve`` would use: the flag, else the configuration's (file, variable)."""
     from .config import load_config
 
-    config = load_config(environ=environ, data_dir=flag)
+    # The token in the environment is the client's to send, not a setting to check here (a
+    # rule of the server's for configured tokens must not stop a client finding its server).
+    settings = {key: value for key, value in environ.items() if key != TOKEN_ENV}
+    config = load_config(environ=settings, data_dir=flag)
     return Path(config.data_dir)
 
 

@@ -108,7 +108,7 @@ def test_conflicts_unknowns_and_methods(server: Server) -> None:
 
 def test_token_required_on_every_api_route(make_server: Callable[..., Server]) -> None:
     """With a token, /api routes (streams and stats too) need it; /healthz and pages do not."""
-    server = make_server(token="s3cret-token")
+    server = make_server(token="s3cret-token-0123")
     for path in ("/api/agents", "/api/sse/stats", "/api/stream", "/api/agents/x/stream"):
         response = server.request("GET", path, headers={"Authorization": ""})
         assert response.status == 401, path
@@ -117,13 +117,13 @@ def test_token_required_on_every_api_route(make_server: Callable[..., Server]) -
         bad = server.request("GET", path, headers={"Authorization": "Bearer wrong"})
         assert bad.status == 401
     assert server.request("GET", "/api/agents").status == 200
-    assert server.request("GET", "/api/agents?token=s3cret-token", headers={"Authorization": ""}).status == 200
+    assert server.request("GET", "/api/agents?token=s3cret-token-0123", headers={"Authorization": ""}).status == 200
     assert server.request("GET", "/healthz", headers={"Authorization": ""}).status == 200
-    stream = server.stream("/api/stream?token=s3cret-token", headers={"Authorization": ""})
+    stream = server.stream("/api/stream?token=s3cret-token-0123", headers={"Authorization": ""})
     with stream:
         assert stream.status == 200 and stream.take().event == "connected"
     log = server.log_path.read_text()
-    assert "s3cret-token" not in log and "token=***" in log
+    assert "s3cret-token-0123" not in log and "token=***" in log
 
 
 def test_cors_answers_only_configured_origins(make_server: Callable[..., Server], tmp_path: Any) -> None:

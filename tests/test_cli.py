@@ -194,12 +194,12 @@ def test_url_flag_before_or_after_the_command(server: Server) -> None:
 
 def test_token_from_the_environment(make_server: Callable[..., Server]) -> None:
     """With a token on the server, the CLI sends $AGENT_SUPERVISOR_TOKEN; without it, one line."""
-    server = make_server(token="s3cret-token")
+    server = make_server(token="s3cret-token-0123")
     assert cli("list", server=server).returncode == 0
     result = cli("list", env=cli_env(AGENT_SUPERVISOR_URL=server.url))
     assert result.returncode == 1
     assert "token" in one_line_error(result).lower()
-    assert cli("list", "--token", "s3cret-token",
+    assert cli("list", "--token", "s3cret-token-0123",
                env=cli_env(AGENT_SUPERVISOR_URL=server.url)).returncode == 0
 
 

@@ -75,7 +75,7 @@ def test_every_field_from_the_environment(tmp_path: Path) -> None:
         "AGENT_SUPERVISOR_HOST": "::1",
         "AGENT_SUPERVISOR_PORT": "0",
         "AGENT_SUPERVISOR_DATA_DIR": str(tmp_path / "data"),
-        "AGENT_SUPERVISOR_TOKEN": "s3cret",
+        "AGENT_SUPERVISOR_TOKEN": "s3cret-from-the-env",
         "AGENT_SUPERVISOR_QUEUE_SIZE": "5",
         "AGENT_SUPERVISOR_QUEUE_BYTES": "4096",
         "AGENT_SUPERVISOR_KEEPALIVE_S": "0.5",
@@ -101,7 +101,7 @@ def test_every_field_from_the_environment(tmp_path: Path) -> None:
     }
     config = load_config(environ=env)
     assert config == Config(
-        host="::1", port=0, data_dir=tmp_path / "data", token="s3cret", queue_size=5,
+        host="::1", port=0, data_dir=tmp_path / "data", token="s3cret-from-the-env", queue_size=5,
         queue_bytes=4096, keepalive_s=0.5, retry_ms=0, history_size=7, max_line_length=80,
         partial_line_s=0.0, stop_grace_s=1.0, containment="subreaper", leftovers="keep",
         max_clients=3, max_clients_per_agent=2, max_agents=9, max_body_bytes=100,
@@ -117,9 +117,9 @@ def test_every_field_from_the_environment(tmp_path: Path) -> None:
 
 def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
     """An empty AGENT_SUPERVISOR_* variable leaves the lower layer's value in place."""
-    path = write(tmp_path, "token = 'from-file'\n")
+    path = write(tmp_path, "token = 'from-the-config-file'\n")
     config = load_config(path, environ={"AGENT_SUPERVISOR_TOKEN": "", "AGENT_SUPERVISOR_PORT": ""})
-    assert (config.token, config.port) == ("from-file", 8151)
+    assert (config.token, config.port) == ("from-the-config-file", 8151)
 
 
 def test_overrides_accept_text_like_flags() -> None:
@@ -278,12 +278,22 @@ def test_bad_value_in_environment_names_the_variable() -> None:
         "port: must be between 0 and 65535, got '99999' (from $AGENT_SUPERVISOR_PORT)")
 
 
-def test_bad_token_is_not_echoed() -> None:
-    """A malformed token is reported without its value."""
-    with pytest.raises(ConfigError) as caught:
-        load_config(environ={"AGENT_SUPERVISOR_TOKEN": "has space"})
-    assert "has space" not in str(caught.value)
-    assert "token: must be a non-empty string" in str(caught.value)
+@pytest.mark.parametrize("token, why", [
+    ("has a space in it somewhere", "must be printable ASCII without spaces"),
+    ("tok\u00e9n-with-an-accent-01", "must be printable ASCII without spaces"),
+    ("tab\tin-the-token-12345", "must be printable ASCII without spaces"),
+    ("a", "must be at least 16 characters long (it is 1"),
+    ("fifteen-chars-x", "must be at least 16 characters long (it is 15"),
+])
+def test_bad_tokens_are_refused_without_being_echoed(token: str, why: str) -> None:
+    """A configured token must be at least 16 printable ASCII characters without spaces; a bad
+    one is refused, from any source, with the rule and without its value."""
+    for given in ({"environ": {"AGENT_SUPERVISOR_TOKEN": token}}, {"environ": {}, "token": token}):
+        with pytest.raises(ConfigError) as caught:
+            load_config(**given)
+        assert len(token) < 3 or token not in str(caught.value)
+        assert str(caught.value).startswith(f"token: {why}")
+    assert load_config(environ={}, token="sixteen-chars-ok").token == "sixteen-chars-ok"
 
 
 # --- profiles -----------------------------------------------------------------------------------
@@ -367,7 +377,7 @@ def test_bad_profiles(tmp_path: Path, table: str, message: str) -> None:
 def test_public_dict_hides_secrets(tmp_path: Path) -> None:
     """public_dict has every setting but the token, masks profile env values and is JSON-ready."""
     path = write(tmp_path, "[profiles.codex]\nenv = { OPENAI_API_KEY = 'sk-123' }\n")
-    config = load_config(path, environ={"HOME": str(tmp_path)}, token="s3cret")
+    config = load_config(path, environ={"HOME": str(tmp_path)}, token="s3cret-of-sixteen")
     shown = config.public_dict()
     text = json.dumps(shown)
     assert "s3cret" not in text and "sk-123" not in text

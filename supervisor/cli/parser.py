@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  f"{runtime.RUNTIME_FILE}, else {DEFAULT_URL})")
     connection.add_argument("--token", default=argparse.SUPPRESS,
                             help=f"API token (default ${TOKEN_ENV}, else the data dir's "
-                                 f"{runtime.RUNTIME_FILE} when it names the same URL)")
+                                 f"{runtime.RUNTIME_FILE} when it names the same URL); other "
+                                 f"users can see a --token in `ps`, ${TOKEN_ENV} they cannot")
     connection.add_argument("--data-dir", default=argparse.SUPPRESS, metavar="DIR",
                             help="the data dir of the server to find (default: the configured one)")
     output = _Parser(add_help=False)
@@ -52,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="where history and agents are kept")
     serve.add_argument("--token", help="require this token on every API call (default: a new "
                                        "random one, printed once and kept in the data dir's "
-                                       f"{runtime.RUNTIME_FILE})")
+                                       f"{runtime.RUNTIME_FILE}). At least 16 printable ASCII "
+                                       "characters. Every user of this machine can read it in "
+                                       "`ps` (/proc/PID/cmdline): prefer --token-file, "
+                                       f"${TOKEN_ENV} or token in the config file")
+    serve.add_argument("--token-file", metavar="FILE",
+                       help="require the token on the first line of FILE (keep it mode 0600); "
+                            "unlike --token, not visible to other users")
     serve.add_argument("--no-token", action="store_true",
                        help="no authentication at all: any local user can run commands "
                             "(loopback addresses only)")
