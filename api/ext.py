@@ -44,18 +44,56 @@ def current() -> Supervisor:
 
 def read_json(required: bool = True) -> Any:
     """The request body as JSON; 400 ``invalid_json`` if it is not (nested past the parser's
-    recursion limit included), 413 past ``max_body_bytes`` (chunked bodies too), 408 if it
-    stops arriving (the server's ``request_timeout_s``), 400 ``incomplete_body`` if it ends
-    before its ``Content-Length`` or its chunked encoding is broken."""
+    recursion limit included, or a string that is not Unicode text), 413 past
+    ``max_body_bytes`` (chunked bodies too), 408 if it stops arriving (the server's
+    ``request_timeout_s``), 400 ``incomplete_body`` if it ends before its ``Content-Length`` or
+    its chunked encoding is broken."""
     raw = _read_body(current().config.max_body_bytes)
     if not raw.strip():
         if required:
             raise ApiError(400, "invalid_json", "a JSON body is required")
         return {}
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    # Only a \u escape can make a lone surrogate (UTF-8 bytes that encode one are refused by
+    # the decoder): without one, there is nothing to look for.
+    if b"\\u" in raw:
+        where = unencodable_string(value)
+        if where is not None:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON text: the string at {where[:120]}"
+                           " has a lone surrogate escape (such as \\ud800), which is not a character")
+    return value
+
+
+def unencodable_string(value: Any) -> str | None:
+    """Where in ``value`` (parsed JSON) a string (a key or a value) holds a lone surrogate,
+    which no UTF-8 text can carry (agents' argv, environment, input and history all are):
+    ``'command[1]'``, ``'env.KEY'``, ``'the body'``; None when there is none. Iterative, so
+    any depth the parser accepted is walked without recursion."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not _encodable(item):
+                return path or "the top"
+        elif isinstance(item, list):
+            stack.extend((element, f"{path}[{index}]") for index, element in enumerate(item))
+        elif isinstance(item, dict):
+            for key, element in item.items():
+                if not key.isascii() and not _encodable(key):
+                    return f"a key of {path or 'the body'}"
+                stack.append((element, f"{path}.{key}" if path else key))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_body(limit: int) -> bytes:

@@ -142,16 +142,36 @@ class Registry:
                     f"{self.config.max_agents} agents are defined; delete some or raise max_agents"
                 )
             agent = Agent(spec, self.eventlog, self.config, extractors, self.store, self.containment)
-            self._agents[spec.name] = agent
+            # Registered only once its agent_added is kept, and taken back if its first run
+            # fails before a process exists (its state event cannot be kept): a failure leaves
+            # no half-made agent (state null, "starting" for ever, undeletable) behind.
             self.eventlog.append(
                 spec.name, events.AGENT_ADDED, {"agent": self.describe(agent.record())}, channel=SUPERVISOR_CHANNEL
             )
+            self._agents[spec.name] = agent
+            try:
+                self._begin(agent, start)
+            except Exception:
+                if agent.pid is None:
+                    self._take_back(spec.name)
+                raise
+            return agent
+        self._begin(agent, start)
+        return agent
+
+    def _begin(self, agent: Agent, start: bool) -> None:
         if start:
             agent.restarts = 0
             agent.start()
         else:
             agent.save()
-        return agent
+
+    def _take_back(self, name: str) -> None:
+        """Undo the creation of agent ``name``, which has no process: as if removed."""
+        del self._agents[name]
+        self.eventlog.remove(name)
+        self.store.remove(name)
+        self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
 
     def stop(self, name: str, grace: float | None = None, wait: bool = False) -> Agent:
         """Ask an agent to stop. Returns at once (the stop runs in its own greenlet) unless

@@ -177,3 +177,18 @@ def test_records_round_trip_and_older_ones_load() -> None:
     # A live run that does not say which run it was (no mark: an older server's) is never trusted.
     processes = Processes.from_dict({"mode": "group", "live_run": {"main": [7, 99], "boot_id": "b"}})
     assert processes is not None and processes.live_run is None
+
+
+def test_an_agent_whose_agent_added_cannot_be_kept_is_not_registered(registry: Registry) -> None:
+    """An argument that no history can store (a lone surrogate: not UTF-8) makes the create
+    fail before the agent exists: no ghost with state null that restart would leave
+    'starting' forever and DELETE refuse; the name can be used at once for a real agent."""
+    import sys
+
+    with pytest.raises(UnicodeEncodeError):
+        registry.create({"name": "ghost", "command": [sys.executable, "-c", "print('\ud800')"]})
+    assert "ghost" not in registry and [a.name for a in registry.list()] == []
+    with pytest.raises(AgentNotFound):
+        registry.restart("ghost")
+    agent = run_to_end(registry, name="ghost", command=["echo", "real"])
+    assert (agent.state, agent.run, lines(registry, "ghost")) == ("exited", 1, ["real"])

@@ -372,6 +372,46 @@ def test_hostile_json_bodies_get_a_json_400(shared: Server, body: bytes, code: s
     healthy(shared)
 
 
+LONE = "\\ud800"  # as the JSON text has it: an escape of a lone surrogate
+
+
+@pytest.mark.parametrize("body", [
+    '{"name": "sur-cmd", "command": ["echo", "%s"]}',
+    '{"name": "sur-env", "command": ["true"], "env": {"K": "%s"}}',
+    '{"name": "sur-key", "command": ["true"], "env": {"K%s": "v"}}',
+    '{"name": "sur-ext", "command": ["true"], "extractors": [{"name": "x", "pattern": "a%s"}]}',
+    '{"name": "sur-%s", "command": ["true"]}',
+    '"%s"',
+    "[" * 900 + '"%s"' + "]" * 900,  # as deep as the parser goes: walked without recursion
+])
+def test_lone_surrogates_are_invalid_json_and_create_nothing(shared: Server, body: str) -> None:
+    """Valid JSON whose string holds a lone surrogate escape (not a character: no UTF-8 text
+    carries it) in an argument, an env value or key, a pattern or a name is 400 invalid_json
+    naming where, and nothing is created (it used to be a 500, or a ghost agent)."""
+    response = shared.request("POST", "/api/agents", raw_body=(body % LONE).encode())
+    assert response.status == 400, response.body[:300]
+    error = error_of(response)
+    assert error["code"] == "invalid_json" and "lone surrogate" in error["message"]
+    assert not [a for a in shared.get("/api/agents")["agents"] if a["name"].startswith("sur-")]
+    healthy(shared)
+
+
+def test_lone_surrogates_in_input_and_a_rerun_leave_the_agent_as_it_was(shared: Server) -> None:
+    """Typed input with a lone surrogate is 400 and the agent keeps running; re-using the name
+    of an agent that ended with such an argument is 400 and leaves it as it was (deletable);
+    a proper surrogate pair (an emoji, escaped) is fine."""
+    shared.create(name="typed", command=python_agent("import sys\nprint('ready')\nprint('got', sys.stdin.readline())"))
+    shared.wait_state("typed", "running")
+    response = shared.request("POST", "/api/agents/typed/input", raw_body=f'{{"data": "x{LONE}"}}'.encode())
+    assert response.status == 400 and error_of(response)["code"] == "invalid_json"
+    assert shared.request("POST", "/api/agents/typed/input", raw_body=b'{"data": "\\ud83d\\ude00\\n"}').status == 204
+    ended = shared.wait_state("typed", "exited")
+    again = shared.request("POST", "/api/agents", raw_body=f'{{"name": "typed", "command": ["echo", "{LONE}"]}}'.encode())
+    assert again.status == 400
+    assert shared.get("/api/agents/typed")["state"] == "exited" and shared.get("/api/agents/typed")["run"] == ended["run"]
+    assert shared.request("DELETE", "/api/agents/typed").status == 204
+
+
 @pytest.mark.parametrize("query", ["after=\u00b2", "limit=\u00b2", "after=\uff11\uff12", "limit=%C2%B2",
                                    "after=%EF%BC%91", "after=1e3", "limit=0x10", "after=+1"])
 def test_non_ascii_digits_in_the_query_are_400(shared: Server, query: str) -> None:
