@@ -8,7 +8,12 @@ hand-over: pywsgi then neither writes a response nor closes the socket.
 
 What pywsgi refuses before the application runs (a garbage request line, a URL longer than
 its 8 KiB line limit, a header line over 64 KiB or more than 100 of them, a bad
-``Content-Length``) gets ``{"error": {code, message}}`` with 400, 414 or 431. Every read has a
+``Content-Length``) gets ``{"error": {code, message}}`` with 400, 414 or 431. So does a request
+whose framing RFC 9112 calls invalid, which pywsgi would take a guess at (:func:`framing_error`):
+an HTTP/1.1 request without ``Host``, two ``Host`` lines, ``Content-Length`` lines that
+disagree, a ``Transfer-Encoding`` that does not end in ``chunked`` (the body's end is unknown)
+or one in HTTP/1.0: 400; a transfer coding other than ``chunked`` alone: 501. A guess is how
+request smuggling starts: a proxy in front that guessed otherwise sees another request. Every read has a
 deadline: a kept-alive connection waits :data:`IDLE_TIMEOUT_S` for its next request, and a
 request head or body that stalls for ``request_timeout_s`` gets ``408`` (the body's, from
 :func:`api.ext.read_json`) and the connection is closed. A body the application did not read
@@ -43,7 +48,39 @@ LINGER_S = 1.0
 LOGGED_REQUEST_LINE = 2048
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 500: "Internal Server Error",
-            431: "Request Header Fields Too Large"}
+            431: "Request Header Fields Too Large", 501: "Not Implemented"}
+
+
+class FramingError(ValueError):
+    """A request head whose framing is invalid (RFC 9112): refused before the application."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def framing_error(version: str, headers: Any) -> FramingError | None:
+    """What is wrong with a request head's framing (``headers`` as pywsgi parsed them, before
+    it acted on them), or None. See the module docstring."""
+    hosts = headers.get_all("Host") or []
+    if len(hosts) > 1:
+        return FramingError(400, "bad_request", "more than one Host header")
+    if not hosts and version == "HTTP/1.1":
+        return FramingError(400, "bad_request", "an HTTP/1.1 request needs a Host header")
+    lengths = {value.strip() for value in headers.get_all("Content-Length") or []}
+    if len(lengths) > 1:
+        return FramingError(400, "bad_request", "Content-Length headers that disagree")
+    codings = [c.strip().lower() for v in headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
+    if codings:
+        if version != "HTTP/1.1":
+            return FramingError(400, "bad_request", f"Transfer-Encoding is not allowed in {version[:10]}")
+        if codings[-1] != "chunked" or codings.count("chunked") > 1:
+            return FramingError(400, "bad_request", "Transfer-Encoding must end in chunked, once:"
+                                " otherwise the end of the body cannot be known")
+        if len(codings) > 1:
+            return FramingError(501, "unsupported_transfer_coding",
+                                f"transfer codings other than chunked are not supported: {', '.join(codings[:-1])[:80]}")
+    return None
 
 
 def error_response(status: int, code: str, message: str) -> bytes:
@@ -57,6 +94,8 @@ def error_response(status: int, code: str, message: str) -> bytes:
 
 def _client_error(ex: BaseException) -> tuple[int, str, str]:
     """(status, code, message) for a request pywsgi could not parse."""
+    if isinstance(ex, FramingError):
+        return ex.status, ex.code, ex.message
     if isinstance(ex, TimeoutError):
         return 408, "request_timeout", "the request head did not arrive in time"
     text = str(ex)
@@ -85,6 +124,19 @@ class StreamingHandler(WSGIHandler):
         line: str = super().read_requestline()
         self.socket.settimeout(self.request_timeout_s)  # the rest of the head, and the body
         return line
+
+    # -- framing -----------------------------------------------------------------------------
+
+    def MessageClass(self, *args: Any) -> Any:  # noqa: N802 (pywsgi's name)
+        """The request's headers, parsed by pywsgi and checked for framing here, before
+        pywsgi acts on them (it drops ``Content-Length`` when the body is chunked and reads
+        the first of several): what was sent is what is judged."""
+        headers = super().MessageClass(*args)
+        if not headers.status:  # pywsgi reports a malformed head itself
+            wrong = framing_error(self.request_version or "", headers)
+            if wrong is not None:
+                raise wrong
+        return headers
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if not self._body_consumed() and not any(k.lower() == "connection" for k, _ in headers):

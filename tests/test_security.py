@@ -487,6 +487,47 @@ def test_requests_pywsgi_refuses_get_a_json_error(shared: Server, data: bytes, s
     healthy(shared)
 
 
+@pytest.mark.parametrize("head, status, code", [
+    ("GET /api/agents HTTP/1.1\nHost: 127.0.0.1\nHost: evil.example\n", 400, "bad_request"),
+    ("GET /api/agents HTTP/1.1\nHost: evil.example\nHost: 127.0.0.1\n", 400, "bad_request"),
+    ("GET /api/agents HTTP/1.1\n", 400, "bad_request"),
+    ("POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 13\nContent-Length: 60\n", 400, "bad_request"),
+    ("POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: gzip\n", 400, "bad_request"),
+    ("POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked, gzip\n", 400, "bad_request"),
+    ("POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\nTransfer-Encoding: chunked\n",
+     400, "bad_request"),
+    ("POST /api/agents HTTP/1.0\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n", 400, "bad_request"),
+    ("POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: gzip, chunked\n", 501,
+     "unsupported_transfer_coding"),
+])
+def test_requests_with_invalid_framing_get_a_json_error(shared: Server, tmp_path: Path, head: str, status: int,
+                                                        code: str) -> None:
+    """RFC 9112's invalid framings, which the server used to guess at (the first Host, the first
+    Content-Length, a gzip body read as plain): two Host lines, HTTP/1.1 without Host,
+    Content-Lengths that disagree, a Transfer-Encoding that does not end in chunked or comes
+    in HTTP/1.0 are 400; a transfer coding besides chunked is 501. JSON, and nothing runs."""
+    marker = tmp_path / "framed"
+    body = json.dumps({"name": "framed", "command": ["touch", str(marker)]}).encode()
+    head += f"Authorization: Bearer {shared.token}\nContent-Type: application/json\nConnection: close\n"
+    if "Content-Length" not in head and head.startswith("POST"):
+        head += f"Content-Length: {len(body)}\n" if "Transfer-Encoding" not in head else ""
+    response = parse(raw(shared, _request(shared, head, body if head.startswith("POST") else b""))[0])
+    assert response.status == status, response.body[:300]
+    assert error_of(response)["code"] == code
+    assert "framed" not in [a["name"] for a in shared.get("/api/agents")["agents"]] and not marker.exists()
+    healthy(shared)
+
+
+def test_identical_duplicate_content_lengths_are_one(shared: Server) -> None:
+    """Two Content-Length lines with the same value are one length (RFC 9110 allows it)."""
+    body = b'{"name": "dup-len"}'
+    head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
+            f"Content-Type: application/json\nContent-Length: {len(body)}\nContent-Length: {len(body)}\n"
+            "Connection: close\n")
+    response = parse(raw(shared, _request(shared, head, body))[0])
+    assert response.status == 400 and error_of(response)["code"] == "invalid_request"  # parsed: no command
+
+
 def test_an_unread_body_is_not_read_through(shared: Server) -> None:
     """A route that takes no body, sent a huge declared one, answers and closes instead of
     reading the rest to find the next request."""

@@ -38,8 +38,11 @@ class SSEStream:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname, parts.port))
-        head = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None]
+        given = {k.lower(): v for k, v in (headers or {}).items()}
+        head = [f"GET {path} HTTP/1.1", "Accept: text/event-stream"]
+        if given.get("host", parts.netloc) is not None:  # a Host given replaces ours; None leaves it out
+            head.insert(1, f"Host: {given.get('host', parts.netloc)}")
+        head += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None and k.lower() != "host"]
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         buffer = b""
         self.raw = bytearray()  # every body byte received, for frame-level assertions
