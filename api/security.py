@@ -174,8 +174,23 @@ def register(app: Flask, config: Config, authenticate: Check) -> None:
                 return json_error(403, "cross_origin", why)
         return authenticate() or body_refusal(config.max_body_bytes)
 
+    default_options = app.make_default_options_response
+
+    def options_response() -> Response:
+        # Flask's answer to an OPTIONS (the Allow header), but as what it is: no content.
+        response = default_options()
+        response.status_code = 204
+        return response
+
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        for name, value in response_headers(page=response.mimetype == "text/html"):
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)  # nothing to have a type (Response's default)
+        # A page's own answers, 304s included: a browser takes a 304's headers for the page it
+        # keeps, so a 304 with the API's CSP would stop its scripts on the next load.
+        page = request.method in ("GET", "HEAD") and response.mimetype == "text/html"
+        for name, value in response_headers(page=page):
             response.headers.setdefault(name, value)
         return response

@@ -140,9 +140,28 @@ def test_cors_answers_only_configured_origins(make_server: Callable[..., Server]
     preflight = server.request("OPTIONS", "/api/agents", headers={
         "Origin": "http://allowed.example", "Access-Control-Request-Method": "POST", "Authorization": None})
     assert preflight.status == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+    assert "content-type" not in preflight.headers and preflight.body == b""
+    assert preflight.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     evil = server.request("OPTIONS", "/api/agents", headers={
         "Origin": "http://evil.example", "Access-Control-Request-Method": "POST", "Authorization": None})
     assert evil.status == 403 and "access-control-allow-origin" not in evil.headers
+
+
+def test_options_is_an_empty_204_with_allow(server: Server) -> None:
+    """OPTIONS (not a CORS preflight) on a page, an API route or a static file is 204 with the
+    methods in Allow, no body, no Content-Type and the API's CSP (it was a text/html 200 with the
+    pages' CSP); on an unknown route a JSON 404, and without the token a JSON 401."""
+    for path, methods in (("/", {"GET", "HEAD", "OPTIONS"}), ("/api/agents", {"GET", "POST", "OPTIONS"}),
+                          ("/static/app.js", {"GET", "OPTIONS"}), ("/api/agents/x/stop", {"POST", "OPTIONS"})):
+        response = server.request("OPTIONS", path)
+        assert response.status == 204, path
+        assert methods <= {m.strip() for m in response.headers["allow"].split(",")}, (path, response.headers)
+        assert "content-type" not in response.headers and response.body == b"", path
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", path
+    missing = server.request("OPTIONS", "/api/nothing-here")
+    assert missing.status == 404 and error_of(missing)["code"] == "not_found"
+    refused = server.request("OPTIONS", "/api/agents", headers={"Authorization": None})
+    assert refused.status == 401 and error_of(refused)["code"] == "unauthorized"
 
 
 def test_no_token_is_refused_on_a_public_address(tmp_path: Any) -> None:

@@ -338,6 +338,10 @@ def test_security_headers_everywhere(shared: Server) -> None:
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         else:
             assert csp.startswith("default-src 'none'")
+    for page in ("/", "/test_sse.html"):  # a 304 too: a browser keeps its headers for the page
+        first = shared.request("GET", page)
+        again = shared.request("GET", page, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status == 304 and again.headers["content-security-policy"] == first.headers["content-security-policy"]
     with shared.stream("/api/stream") as stream:
         assert stream.headers.get("x-content-type-options") == "nosniff"
         assert stream.headers.get("referrer-policy") == "no-referrer"
