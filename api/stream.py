@@ -19,14 +19,30 @@ _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: \d would take "１２" as
 
 def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID")
-    if raw is None or raw == "":
+    if raw:
+        # WSGI hands header bytes over as latin-1: read them as the UTF-8 a client sends (bytes
+        # that are not UTF-8 stay one character each, shown as \xNN below).
+        try:
+            raw = raw.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+    else:
         raw = request.args.get("last_event_id")
     if raw is None or raw.strip() == "":
         return None
     raw = raw.strip()
     if not _ID.fullmatch(raw):
-        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID must be a non-negative integer, not {raw[:40]!r}")
+        raise ApiError(400, "invalid_last_event_id",
+                       f"Last-Event-ID must be a non-negative integer in ASCII digits, not {shown(raw)}")
     return int(raw)
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for an error message, and spelled out in escapes when it is not plain
+    ASCII: full-width digits look like digits (``'１２' (\\uff11\\uff12)``)."""
+    value = value[:limit]
+    quoted = repr(value)
+    return quoted if value.isascii() else f"{quoted} ({ascii(value)[1:-1]})"
 
 
 def _stream(agent: str | None, last_id: int | None) -> Response:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -429,11 +430,21 @@ def test_non_ascii_digits_in_the_query_are_400(shared: Server, query: str) -> No
 @pytest.mark.parametrize("header, query", [("\uff11\uff12", None), ("\u00b2", None), (None, "%EF%BC%91%EF%BC%92"),
                                            (None, "%C2%B2"), (None, "%D9%A1")])
 def test_non_ascii_last_event_ids_are_400(shared: Server, header: str | None, query: str | None) -> None:
-    """Last-Event-ID and ?last_event_id= take ASCII digits only (today '１２' is not 12)."""
+    """Last-Event-ID and ?last_event_id= take ASCII digits only ('１２' is not 12); the error
+    shows the value as sent, readable and in escapes (not its UTF-8 bytes read as latin-1)."""
     path = "/api/stream" + (f"?last_event_id={query}" if query else "")
     headers = {"Last-Event-ID": header.encode("utf-8").decode("latin-1")} if header else {}
     response = shared.request("GET", path, headers=headers)
     assert response.status == 400 and error_of(response)["code"] == "invalid_last_event_id"
+    sent = header if header is not None else unquote(query or "")
+    message = error_of(response)["message"]
+    assert message.endswith(f"not {sent!r} ({ascii(sent)[1:-1]})"), message
+
+
+def test_a_last_event_id_that_is_not_utf8_is_shown_escaped(shared: Server) -> None:
+    """Header bytes that are not UTF-8 are shown as escapes, not as mojibake."""
+    response = shared.request("GET", "/api/stream", headers={"Last-Event-ID": "1\xff2"})
+    assert response.status == 400 and error_of(response)["message"].endswith("not '1\u00ff2' (1\\xff2)")
 
 
 def _request(shared: Server, head: str, body: bytes = b"") -> bytes:

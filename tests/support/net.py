@@ -45,7 +45,8 @@ def http(url: str, method: str = "GET", path: str = "/", body: Any = None, heade
         if given["host"] is None:
             del head[1]
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        # latin-1: a header's characters are its bytes (a test that means UTF-8 encodes first).
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
         chunks = []
         while True:
             chunk = sock.recv(65536)

@@ -43,7 +43,7 @@ class SSEStream:
         if given.get("host", parts.netloc) is not None:  # a Host given replaces ours; None leaves it out
             head.insert(1, f"Host: {given.get('host', parts.netloc)}")
         head += [f"{k}: {v}" for k, v in (headers or {}).items() if v is not None and k.lower() != "host"]
-        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))  # characters are bytes
         buffer = b""
         self.raw = bytearray()  # every body byte received, for frame-level assertions
         self.closed = False
