@@ -160,6 +160,14 @@ def compile_extractors(specs: Iterable[Mapping[str, object]]) -> ExtractorSet:
     A spec is ``{"name": str, "pattern": str, "flags": str | list[str]}`` (flags optional):
     letters from ``"ims"`` or names such as ``"IGNORECASE"``, ``"DOTALL"``, ``"MULTILINE"``.
     """
+    return _build(check_specs(specs))
+
+
+def check_specs(specs: Iterable[Mapping[str, object]]) -> tuple[tuple[str, str, str], ...]:
+    """Check the shape of extractor specs without compiling them: each an object with a valid
+    name, a pattern and flags, no name twice, not too many. Returns them as ``(name, pattern,
+    flags)``; raises :class:`InvalidExtractor` numbering a culprit by its place in ``specs``
+    (so check a user's own list alone before it is merged with a profile's)."""
     if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
         raise InvalidExtractor("extractors must be a list of {name, pattern, flags} objects")
     normalized = tuple(_normalize(position, spec) for position, spec in enumerate(specs))
@@ -172,7 +180,7 @@ def compile_extractors(specs: Iterable[Mapping[str, object]]) -> ExtractorSet:
         if name in seen:
             raise InvalidExtractor(f"extractor {name!r}: the name is used twice")
         seen.add(name)
-    return _build(normalized)
+    return normalized
 
 
 def _normalize(position: int, spec: object) -> tuple[str, str, str]:

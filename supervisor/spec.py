@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import LEFTOVERS, Config
 from .exceptions import InvalidName, InvalidRequest
-from .extractors import ExtractorSet, compile_extractors
+from .extractors import ExtractorSet, check_specs, compile_extractors
 from .names import AGENT_NAME_RULE, is_agent_name
 from .process import default_env, resolve_command
 
@@ -170,9 +170,11 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     user_extractors = body.get("extractors") or []
     if not isinstance(user_extractors, list):
         raise InvalidRequest("extractors must be a list of {name, pattern, flags} objects")
+    # The user's own list first, so that an error numbers an extractor by its place in it
+    # ("extractor #1" for their first), not in the merged list.
+    check_specs(user_extractors)
     base = list(profile.extractors) if profile else list(config.default_extractors)
-    # Only string names can replace a base extractor; any other is refused by compile_extractors.
-    user_names = {e["name"] for e in user_extractors if isinstance(e, Mapping) and isinstance(e.get("name"), str)}
+    user_names = {e["name"] for e in user_extractors}
     merged = [e for e in base if e.get("name") not in user_names] + list(user_extractors)
     extractors = compile_extractors(merged)
     grace = body.get("stop_grace_s")

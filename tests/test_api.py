@@ -87,6 +87,21 @@ def test_bad_agent_definitions(client: FlaskClient, body: bytes, status: int, co
         assert "position" in error["message"]
 
 
+@pytest.mark.parametrize("profile", [None, "shell"])
+def test_a_users_extractors_are_numbered_in_their_own_list(client: FlaskClient, profile: str | None) -> None:
+    """An error in the user's first extractor is about "extractor #1", whatever the profile's
+    (or the default) extractors it is merged with; a name used twice in it is said too."""
+    base: dict[str, object] = {"name": "num", "command": ["true"]} if profile is None else {
+        "name": "num", "profile": profile}
+    for extractors, says in (([["not", "an", "object"]], "extractor #1: must be an object"),
+                             ([{"name": "ok", "pattern": "x"}, {"name": ["a"], "pattern": "x"}], "extractor #2: name"),
+                             ([{"name": "d", "pattern": "x"}, {"name": "d", "pattern": "y"}], "extractor 'd': the name is used twice")):
+        response = client.post("/api/agents", json={**base, "extractors": extractors})
+        assert response.status_code == 400
+        error = response.get_json()["error"]
+        assert error["code"] == "invalid_extractor" and error["message"].startswith(says), error
+
+
 def test_conflicts_unknowns_and_methods(server: Server) -> None:
     """409 for a running name, 404 for unknown agents and routes, 405 for a wrong method."""
     server.create(name="busy", command=["sleep", "30"])
