@@ -581,6 +581,17 @@ def test_client_commands_do_not_load_the_server() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=CLI_TIMEOUT)
 
 
+def test_the_readmes_examples_do_not_clash_with_the_demo_agent() -> None:
+    """The README's `run NAME` examples, typed against the server demo.sh starts, must not
+    name its agent (run would be refused: that agent is always running)."""
+    import re
+
+    from api.server import demo_agent
+
+    names = re.findall(r"^agent-supervisor run (\S+)", (ROOT / "README.md").read_text(), re.M)
+    assert names and demo_agent()["name"] not in names, names
+
+
 def test_demo_agent_runs_standalone() -> None:
     """The demo agent runs without the supervisor, prompt skipped, with the exit code asked for."""
     result = subprocess.run([sys.executable, DEMO, "--fast", "--exit-code", "4"], check=False, capture_output=True,
