@@ -22,3 +22,37 @@ def test_the_core_imports_neither_flask_nor_the_api() -> None:
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
     assert "supervisor.cli.commands" in CORE and "supervisor.bus" in CORE
+
+
+def test_one_name_rule() -> None:
+    """The name rules live in supervisor/names.py alone: no other module spells a name's
+    character class and length again (as supervisor/redis/keys.py once did)."""
+    import re
+
+    spelled = re.compile(r"\[A-Za-z0-9[._-]{3}\]\{1,64\}|\[A-Za-z0-9\]\[A-Za-z0-9._-\]\{0,63\}")
+    again = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "supervisor").rglob("*.py"))
+             if path.name != "names.py" and spelled.search(path.read_text())]
+    assert again == []
+
+
+def test_the_command_line_compares_states_as_members() -> None:
+    """supervisor/cli/ compares agent states with supervisor.states (members and groups), never
+    with a string of its own: an AST walk finds no comparison with a state's name."""
+    import ast
+
+    from supervisor.states import AgentState
+
+    names = {state.value for state in AgentState}
+    found = []
+    for path in sorted((ROOT / "supervisor" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                parts = [node.left, *node.comparators]
+                parts += [e for p in parts if isinstance(p, (ast.Tuple, ast.List, ast.Set)) for e in p.elts]
+                found += [f"{path.name}:{node.lineno} {p.value!r}" for p in parts
+                          if isinstance(p, ast.Constant) and p.value in names]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get" and len(node.args) == 2:
+                default = node.args[1]  # data.get("state", "exited")
+                if isinstance(default, ast.Constant) and default.value in names:
+                    found.append(f"{path.name}:{node.lineno} default {default.value!r}")
+    assert found == []

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import runtime
 from ..client import ApiError, Client, Follower, StreamTimeout
-from ..states import ACTIVE_STATES, SETTLED_STATES
+from ..states import ACTIVE_STATES, SETTLED_STATES, AgentState
 from . import follow
 from .connect import connection_for
 from .conventions import (
@@ -369,7 +369,7 @@ def restart(client: Client, args: argparse.Namespace) -> int:
     now = client.agent(args.name)
     if (now.get("run") or 0) <= old_run:
         raise ApiError(f"{args.name} did not start again (it is {now.get('state')})")
-    if now.get("state") == "failed":
+    if now.get("state") == AgentState.FAILED:
         raise ApiError(f"{args.name}: {describe_end(now)}")
     print(f"{args.name}: {now.get('state')}, run {now.get('run')}" + (f", pid {now['pid']}" if now.get("pid") else ""))
     return EXIT_OK

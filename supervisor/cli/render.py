@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from ..client import SSEEvent
-from ..states import RUNNING_STATES
+from ..states import RUNNING_STATES, AgentState
 from .conventions import EXIT_FAILURE, PROG
 
 #: States of an agent with a live process, as the API writes them.
@@ -96,7 +96,7 @@ def exit_code(data: dict[str, Any]) -> int:
 
 
 def describe_end(data: dict[str, Any]) -> str:
-    state = data.get("state", "exited")
+    state = data.get("state", AgentState.EXITED.value)
     if data.get("signal"):
         how = f"{state} (killed by {data['signal']})"
     elif data.get("exit_code") is not None:
@@ -245,16 +245,16 @@ class Renderer:
         state = data.get("state")
         if self.quiet:
             return
-        if state == "starting":
+        if state == AgentState.STARTING:
             if name in self._started:  # a restart seen live, or the next run in a history
                 self.status.note(f"{name}: starting again (run {data.get('run', '?')})")
             self._started.add(name)
-        elif state == "backoff":
+        elif state == AgentState.BACKOFF:
             self.status.note(f"{name}: ended; restarting in {data.get('restart_in_s', '?')}s "
                              f"(attempt {data.get('attempt', '?')})", YELLOW)
-        elif state == "failed":
+        elif state == AgentState.FAILED:
             self.status.note(f"{name}: could not start: {data.get('reason', '')}", RED)
-        elif state == "lost":
+        elif state == AgentState.LOST:
             self.status.note(f"{name}: lost ({data.get('reason', 'the server died')})", YELLOW)
 
     def _end_partial(self) -> None:

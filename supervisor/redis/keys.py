@@ -8,15 +8,14 @@ share a Redis with different prefixes.
 """
 from __future__ import annotations
 
-import re
-
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+from ..names import is_name
 
 
 def check_node_name(node: str) -> str:
     """``node`` if it is a valid node name (1-64 letters, digits and ``._-``, as a host name
-    is), else ``ValueError``: it is part of keys and of the script's bookkeeping."""
-    if not _NAME.fullmatch(node):
+    is: :func:`supervisor.names.is_name`), else ``ValueError``: it is part of keys and of the
+    script's bookkeeping."""
+    if not is_name(node):
         raise ValueError(f"a node name is 1-64 letters, digits and ._- (got {node!r})")
     return node
 
@@ -27,7 +26,7 @@ class Keys:
     __slots__ = ("prefix", "tag", "epoch", "meta", "stream", "batches")
 
     def __init__(self, prefix: str = "as") -> None:
-        if not _NAME.fullmatch(prefix):
+        if not is_name(prefix):
             raise ValueError(f"a Redis key prefix is 1-64 letters, digits and ._- (got {prefix!r})")
         self.prefix = prefix
         self.tag = "{" + prefix + "}"
