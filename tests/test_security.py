@@ -10,7 +10,6 @@ from __future__ import annotations
 import html.parser
 import json
 import select
-import socket
 import stat
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from urllib.parse import unquote
 import pytest
 
 from support import ROOT
-from support.net import Response, http
+from support.net import Response, exchange, http, parse_response
 from support.processes import Server, python_agent
 from support.waiting import wait_for
 
@@ -37,22 +36,8 @@ def error_of(response: Response) -> dict[str, str]:
 def raw(server: Server, data: bytes, timeout: float = 10.0) -> tuple[bytes, float]:
     """Send ``data`` as it is, read until the server closes; (answer, seconds it took)."""
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks), time.monotonic() - started
-
-
-def parse(answer: bytes) -> Response:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return Response(int(lines[0].split()[1]), headers, body)
+    answer = exchange("127.0.0.1", server.port, data, timeout)
+    return answer, time.monotonic() - started
 
 
 def stdout_lines(server: Server, count: int, timeout: float = 10.0) -> list[str]:
@@ -346,7 +331,7 @@ def test_security_headers_everywhere(shared: Server) -> None:
     with shared.stream("/api/stream") as stream:
         assert stream.headers.get("x-content-type-options") == "nosniff"
         assert stream.headers.get("referrer-policy") == "no-referrer"
-    refused = parse(raw(shared, b"\x00garbage\r\n\r\n")[0])
+    refused = parse_response(raw(shared, b"\x00garbage\r\n\r\n")[0])
     assert refused.headers.get("x-content-type-options") == "nosniff"
 
 
@@ -458,10 +443,10 @@ def test_chunked_body_is_read_with_the_same_limit(shared: Server) -> None:
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
     head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
             "Content-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n")
-    response = parse(raw(shared, _request(shared, head, chunks))[0])
+    response = parse_response(raw(shared, _request(shared, head, chunks))[0])
     assert response.status == 400 and "nope" in error_of(response)["message"]
     big = b"".join(b"10000\r\n" + b" " * 0x10000 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
-    response = parse(raw(shared, _request(shared, head, big))[0])
+    response = parse_response(raw(shared, _request(shared, head, big))[0])
     assert response.status == 413 and error_of(response)["code"] == "body_too_large"
     healthy(shared)
 
@@ -472,7 +457,7 @@ def test_body_shorter_than_its_length_times_out_and_closes(shared: Server) -> No
     head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
             "Content-Type: application/json\nContent-Length: 100\n")
     answer, took = raw(shared, _request(shared, head, b'{"name": '))
-    response = parse(answer)
+    response = parse_response(answer)
     assert response.status == 408 and error_of(response)["code"] == "request_timeout"
     assert took < 5
     healthy(shared)
@@ -481,7 +466,7 @@ def test_body_shorter_than_its_length_times_out_and_closes(shared: Server) -> No
 def test_a_head_that_stops_arriving_times_out(shared: Server) -> None:
     """A request head that stalls half-way gets 408 and the connection closes."""
     answer, took = raw(shared, b"GET /api/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    assert parse(answer).status == 408 and took < 5
+    assert parse_response(answer).status == 408 and took < 5
 
 
 @pytest.mark.parametrize("data, status, code", [
@@ -496,7 +481,7 @@ def test_a_head_that_stops_arriving_times_out(shared: Server) -> None:
 def test_requests_pywsgi_refuses_get_a_json_error(shared: Server, data: bytes, status: int, code: str) -> None:
     """A garbage request line, a 200 KB header, 200 headers, a 100 KB URL or a bad length gets
     the API's JSON error (not pywsgi's empty page), read in full (no reset), and the server goes on."""
-    response = parse(raw(shared, data)[0])
+    response = parse_response(raw(shared, data)[0])
     assert response.status == status
     assert error_of(response)["code"] == code
     healthy(shared)
@@ -526,7 +511,7 @@ def test_requests_with_invalid_framing_get_a_json_error(shared: Server, tmp_path
     head += f"Authorization: Bearer {shared.token}\nContent-Type: application/json\nConnection: close\n"
     if "Content-Length" not in head and head.startswith("POST"):
         head += f"Content-Length: {len(body)}\n" if "Transfer-Encoding" not in head else ""
-    response = parse(raw(shared, _request(shared, head, body if head.startswith("POST") else b""))[0])
+    response = parse_response(raw(shared, _request(shared, head, body if head.startswith("POST") else b""))[0])
     assert response.status == status, response.body[:300]
     assert error_of(response)["code"] == code
     assert "framed" not in [a["name"] for a in shared.get("/api/agents")["agents"]] and not marker.exists()
@@ -539,7 +524,7 @@ def test_identical_duplicate_content_lengths_are_one(shared: Server) -> None:
     head = (f"POST /api/agents HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
             f"Content-Type: application/json\nContent-Length: {len(body)}\nContent-Length: {len(body)}\n"
             "Connection: close\n")
-    response = parse(raw(shared, _request(shared, head, body))[0])
+    response = parse_response(raw(shared, _request(shared, head, body))[0])
     assert response.status == 400 and error_of(response)["code"] == "invalid_request"  # parsed: no command
 
 
@@ -549,7 +534,7 @@ def test_an_unread_body_is_not_read_through(shared: Server) -> None:
     head = (f"POST /api/agents/none/restart HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {shared.token}\n"
             "Content-Type: application/json\nTransfer-Encoding: chunked\n")
     answer, took = raw(shared, _request(shared, head, b"10\r\n" + b" " * 16 + b"\r\n"))
-    response = parse(answer)
+    response = parse_response(answer)
     assert response.status == 404 and response.headers.get("connection") == "close"
     assert took < 5
 

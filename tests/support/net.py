@@ -44,16 +44,28 @@ def http(url: str, method: str = "GET", path: str = "/", body: Any = None, heade
         head[1] = f"Host: {given['host']}"
         if given["host"] is None:
             del head[1]
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        # latin-1: a header's characters are its bytes (a test that means UTF-8 encodes first).
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+    assert parts.hostname is not None and parts.port is not None
+    # latin-1: a header's characters are its bytes (a test that means UTF-8 encodes first).
+    request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
+    return parse_response(exchange(parts.hostname, parts.port, request, timeout))
+
+
+def exchange(host: str, port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` as it is on a fresh connection and read until the server closes it."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
         chunks = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_response(raw: bytes) -> Response:
+    """A whole HTTP response as received: status, headers (lowercased names), the body
+    (de-chunked)."""
     head_raw, _, rest = raw.partition(b"\r\n\r\n")
     lines = head_raw.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
