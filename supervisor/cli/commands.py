@@ -287,7 +287,7 @@ def stop(client: Client, args: argparse.Namespace) -> int:
     status = Status(sys.stderr)
     before = client.agent(args.name)
     if before.get("state") not in ACTIVE:
-        if before.get("state") == "lost" or (before.get("usage") or {}).get("processes"):
+        if before.get("state") == AgentState.LOST or (before.get("usage") or {}).get("processes"):
             return _stop_remains(client, args, before)
         status.note(f"{args.name} is not running ({describe_end(before)})")
         return EXIT_OK
