@@ -38,7 +38,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from support.screen import FIXTURES, Tmux, diff_rows, programs, record, transcripts  # noqa: E402
+from support.screen import FIXTURES, ReplayPane, diff_rows, programs, record, transcripts  # noqa: E402
 
 CHUNK = 4096
 
@@ -191,7 +191,7 @@ def correctness(found: dict[str, Callable[[int, int], Emulator]], workdir: Path,
                 show_diffs: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for case, cols, rows, data in oracle_cases(workdir):
-        with Tmux(data, cols, rows, workdir) as tmux:
+        with ReplayPane(data, cols, rows, workdir) as tmux:
             want = tmux.capture()
             info = tmux.info()
         want_cursor = (int(info["cursor_x"]), int(info["cursor_y"]))

@@ -18,7 +18,8 @@ import pytest
 
 from supervisor.screen import VirtualScreen
 
-from support.screen import FIXTURES, Program, Tmux, ansi_rows, diff_rows, programs, require_tmux, transcripts
+from support.screen import FIXTURES, Program, ReplayPane, ansi_rows, diff_rows, programs, transcripts
+from support.tmux import in_ci, require_tmux
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +43,7 @@ def _screen(data: bytes, cols: int, rows: int, seed: int = 0) -> VirtualScreen:
     return screen
 
 
-def _compare(screen: VirtualScreen, tmux: Tmux) -> None:
+def _compare(screen: VirtualScreen, tmux: ReplayPane) -> None:
     """Text, styles, cursor and screen of ``screen`` equal tmux's."""
     snap = screen.snapshot()
     want = tmux.capture()
@@ -61,8 +62,6 @@ def _compare(screen: VirtualScreen, tmux: Tmux) -> None:
 def _require(program: Program) -> None:
     require_tmux()
     if shutil.which(program.argv[0]) is None and not Path(program.argv[0]).exists():
-        from support.screen import in_ci
-
         message = f"{program.argv[0]} is missing (apt-get install -y {program.argv[0]})"
         if in_ci():
             pytest.fail(message, pytrace=False)
@@ -77,7 +76,7 @@ def test_program_matches_tmux(name: str, workdir: Path) -> None:
     _require(program)
     data = program.record()
     screen = _screen(data, program.cols, program.rows)
-    with Tmux(data, program.cols, program.rows, workdir) as tmux:
+    with ReplayPane(data, program.cols, program.rows, workdir) as tmux:
         _compare(screen, tmux)
     expected = {
         "curses": "Finish signing in via your browser",
@@ -100,7 +99,7 @@ def test_transcript_matches_tmux(name: str, size: tuple[int, int], workdir: Path
     data = transcripts()[name]
     cols, rows = size
     screen = _screen(data, cols, rows, seed=cols)
-    with Tmux(data, cols, rows, workdir) as tmux:
+    with ReplayPane(data, cols, rows, workdir) as tmux:
         _compare(screen, tmux)
 
 
@@ -109,7 +108,7 @@ def test_codex_welcome_matches_tmux(workdir: Path) -> None:
     require_tmux()
     data = (FIXTURES / "codex-welcome.raw").read_bytes()
     screen = _screen(data, 100, 30)
-    with Tmux(data, 100, 30, workdir) as tmux:
+    with ReplayPane(data, 100, 30, workdir) as tmux:
         _compare(screen, tmux)
     assert any("Welcome to Codex" in row for row in screen.snapshot()["text"])
 
@@ -124,7 +123,7 @@ def test_resize_on_alternate_screen_matches_tmux(size: tuple[int, int], workdir:
     screen = _screen(data, program.cols, program.rows)
     cols, rows = size
     screen.resize(cols, rows)
-    with Tmux(data, program.cols, program.rows, workdir) as tmux:
+    with ReplayPane(data, program.cols, program.rows, workdir) as tmux:
         tmux.resize(cols, rows)
         _compare(screen, tmux)
         # And the program's next frame after the resize is drawn the same way on both.
@@ -137,7 +136,7 @@ def test_resize_on_alternate_screen_matches_tmux(size: tuple[int, int], workdir:
 def test_tmux_servers_are_gone(workdir: Path) -> None:
     """Every server the oracle starts is killed, and its socket removed, when the block ends."""
     require_tmux()
-    with Tmux(b"x", 10, 3, workdir) as tmux:
+    with ReplayPane(b"x", 10, 3, workdir) as tmux:
         socket, pid = tmux.socket_path(), tmux.server_pid
         assert socket.exists() and Path(f"/proc/{pid}").exists()
     assert not socket.exists()

@@ -5,15 +5,15 @@
 - :func:`record` runs a program under a real PTY of a given size and keeps every byte it writes,
   answering its terminal queries the way the supervisor does (:class:`TerminalResponder`) and
   typing scripted keys once the output it waits for has appeared.
-- :class:`Tmux` starts a private tmux server (``tmux -L <unique name>``, no config file), runs
+- :class:`ReplayPane` is a :class:`support.tmux.TmuxPane` (a private tmux server) that runs
   ``fixtures/screen/replay.py`` in a pane of that size to write the recorded bytes unchanged, and
   waits until tmux has processed them (a title marker written after them shows up in
   ``#{pane_title}``). ``capture()`` is ``tmux capture-pane -p`` row by row; ``cells()`` is
   ``capture-pane -p -e`` parsed into characters and styles, for comparing colours.
 
 Every wait is a condition with a deadline, and every process started here is killed before the
-function or the ``with`` block returns. tmux is a Debian package: :func:`require_tmux` skips the
-test where it is missing and fails it under ``CI=true``, where the test command installs it.
+function or the ``with`` block returns. tmux is a Debian package: :func:`support.tmux.require_tmux`
+skips the test where it is missing and fails it under ``CI=true``, where the test command installs it.
 """
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ import itertools
 import os
 import re
 import select
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,32 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from . import ROOT
+from .tmux import TmuxPane
 
 FIXTURES = ROOT / "tests" / "fixtures" / "screen"
 REPLAY = FIXTURES / "replay.py"
-INSTALL_HINT = "the screen oracle tests need tmux (apt-get install -y tmux)"
-
-#: tmux reads the locale to decide that the pane speaks UTF-8 and how wide characters are.
-TMUX_ENV = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
 _names = itertools.count()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
-def require_tmux() -> str:
-    """The path of tmux; skip the test where it is missing, fail it under CI."""
-    path = shutil.which("tmux")
-    if path is None:
-        if in_ci():
-            pytest.fail(f"tmux is missing: {INSTALL_HINT}", pytrace=False)
-        pytest.skip(f"tmux is missing: {INSTALL_HINT}")
-    return path
 
 
 # --- recording a program under a PTY ------------------------------------------------------------
@@ -169,41 +148,34 @@ def _drain(fd: int) -> None:
 
 # --- tmux as the oracle ------------------------------------------------------------------------
 
-class Tmux:
-    """A private tmux server showing ``data`` in a ``cols`` x ``rows`` pane; use as a context.
+class ReplayPane(TmuxPane):
+    """A private tmux pane showing ``data`` (recorded bytes) in ``cols`` x ``rows``, written
+    unchanged by ``fixtures/screen/replay.py``; use as a context. ``feed()`` writes more.
 
-    ``capture()``: the rows as ``tmux capture-pane -p`` prints them (trailing spaces removed).
-    ``cells()``: each row as ``(char, style)`` pairs from ``capture-pane -p -e``. ``info()``:
-    cursor position and flags, alternate screen, pane size.
+    ``capture()``: the rows' text with line-drawing cells shown as lines; ``plain_capture()``:
+    ``capture-pane -p`` exactly; ``cells()``: each row as ``(char, style)`` pairs.
     """
 
     def __init__(self, data: bytes, cols: int, rows: int, workdir: Path, timeout: float = 10.0) -> None:
-        self.tmux = require_tmux()
-        self.cols, self.rows, self.timeout = cols, rows, timeout
-        self.name = f"vscreen-{os.getpid()}-{next(_names)}"
-        self.marker = f"replay-done-{self.name}"
-        self.path = workdir / f"{self.name}.raw"
+        self.path = workdir / f"replay-{os.getpid()}-{next(_names)}.raw"
         self.path.write_bytes(data)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")} | TMUX_ENV
-
-    def __enter__(self) -> Tmux:
+        self.marker = f"replay-done-{self.path.stem}"
         self.fifo = self.path.with_suffix(".fifo")
         os.mkfifo(self.fifo)
         self._feeds = 0
-        command = f"{sys.executable} {REPLAY} {self.path} {self.marker} {self.fifo}"
-        self._socket: Path | None = None
-        self._run("-f", "/dev/null", "new-session", "-d", "-x", str(self.cols), "-y", str(self.rows),
-                  command, ";", "set-option", "-g", "status", "off")
+        self._fifo: Any = None
         try:
-            self._socket = self.socket_path()
-            self.server_pid = int(self._run("display-message", "-p", "#{pid}").strip())
-            self._wait(lambda info: info["pane_title"] == self.marker, "the replayed bytes")
+            super().__init__([sys.executable, str(REPLAY), str(self.path), self.marker, str(self.fifo)], cols, rows,
+                             status=False, timeout=timeout)
+            self.wait_info(lambda info: info["pane_title"] == self.marker, "the replayed bytes")
             size = self.info()
-            assert (size["pane_width"], size["pane_height"]) == (str(self.cols), str(self.rows)), size
+            assert (size["pane_width"], size["pane_height"]) == (str(cols), str(rows)), size
             self._fifo = self._open_fifo()
         except BaseException:
             self.close()
             raise
+
+    def __enter__(self) -> ReplayPane:
         return self
 
     def _open_fifo(self) -> Any:
@@ -221,70 +193,25 @@ class Tmux:
             os.set_blocking(fd, True)
             return os.fdopen(fd, "w")
 
-    def _wait(self, done: Any, what: str) -> None:
-        """Poll ``display-message`` until ``done(info)``; fail after the deadline."""
-        deadline = time.monotonic() + self.timeout
-        while not done(self.info()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"tmux did not show {what} within {self.timeout} s: {self.info()}")
-            time.sleep(0.02)
-
     def feed(self, data: bytes) -> None:
         """Write more bytes to the pane, and wait until tmux has processed them."""
         self._feeds += 1
-        path = self.path.with_name(f"{self.name}-{self._feeds}.raw")
+        path = self.path.with_name(f"{self.path.stem}-{self._feeds}.raw")
         path.write_bytes(data)
         self._fifo.write(f"{path}\n")
         self._fifo.flush()
         marker = f"{self.marker}-{self._feeds}"
-        self._wait(lambda info: info["pane_title"] == marker, "the bytes fed later")
-
-    def resize(self, cols: int, rows: int) -> None:
-        """Resize the pane (its window) and wait until tmux has done it."""
-        self._run("resize-window", "-x", str(cols), "-y", str(rows))
-        self._wait(lambda info: (info["pane_width"], info["pane_height"]) == (str(cols), str(rows)),
-                   f"the size {cols}x{rows}")
-        self.cols, self.rows = cols, rows
-
-    def socket_path(self) -> Path:
-        return Path(self._run("display-message", "-p", "#{socket_path}").strip())
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.wait_info(lambda info: info["pane_title"] == marker, "the bytes fed later")
 
     def close(self) -> None:
-        """Kill the server and the replayer in it; wait until the server is gone."""
-        fifo = getattr(self, "_fifo", None)
-        if fifo is not None:
-            fifo.close()
+        """Close the FIFO, kill the server and the replayer in it, remove the files."""
+        if self._fifo is not None:
+            self._fifo.close()
             self._fifo = None
-        socket = self._socket
-        subprocess.run([self.tmux, "-L", self.name, "kill-server"], env=self.env,
-                       capture_output=True, timeout=self.timeout)
-        deadline = time.monotonic() + self.timeout
-        while subprocess.run([self.tmux, "-L", self.name, "has-session"], env=self.env,
-                             capture_output=True, timeout=self.timeout).returncode == 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"tmux server {self.name} did not stop")
-            time.sleep(0.02)
-        if socket is not None:  # tmux leaves the socket file behind
-            socket.unlink(missing_ok=True)
-        for path in (self.path, getattr(self, "fifo", None)):
-            if path is not None:
-                path.unlink(missing_ok=True)
-
-    def _run(self, *args: str) -> str:
-        result = subprocess.run([self.tmux, "-L", self.name, *args], env=self.env, capture_output=True,
-                                timeout=self.timeout)
-        if result.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args[:3])}... failed: {result.stderr.decode(errors='replace')}")
-        return result.stdout.decode("utf-8", errors="replace")
-
-    def info(self) -> dict[str, str]:
-        keys = ["pane_title", "pane_width", "pane_height", "cursor_x", "cursor_y", "cursor_flag",
-                "alternate_on"]
-        values = self._run("display-message", "-p", "\t".join(f"#{{{k}}}" for k in keys)).rstrip("\n")
-        return dict(zip(keys, values.split("\t")))
+        if hasattr(self, "name"):  # the server was started
+            super().close()
+        for path in (self.path, self.fifo):
+            path.unlink(missing_ok=True)
 
     def capture(self) -> list[str]:
         """The rows' text, as ``capture-pane -p`` prints it but with cells drawn in the DEC
@@ -294,15 +221,11 @@ class Tmux:
 
     def plain_capture(self) -> list[str]:
         """``capture-pane -p`` exactly (trailing spaces removed)."""
-        lines = self._run("capture-pane", "-p").split("\n")[: self.rows]
-        lines += [""] * (self.rows - len(lines))
-        return [line.rstrip(" ") for line in lines]
+        return super().capture()
 
     def cells(self) -> list[list[tuple[str, Style]]]:
         """Each row as ``(text, style)`` per cell, from ``capture-pane -p -e``."""
-        lines = self._run("capture-pane", "-p", "-e").split("\n")[: self.rows]
-        lines += [""] * (self.rows - len(lines))
-        return ansi_rows(lines, shift_out=True)
+        return ansi_rows(self.capture_escapes(), shift_out=True)
 
 
 # --- comparing styled rows ---------------------------------------------------------------------
