@@ -57,6 +57,7 @@ from .ansi import (
     UNFINISHED,
     strip_ansi,
 )
+from .sgr import SGRState
 
 __all__ = ["Line", "LineSplitter"]
 
@@ -106,9 +107,6 @@ _TOKEN = re.compile(
     rf"|\x1b({CSI_INTERMEDIATES}{ESC_FINAL})?|{ANY_CONTROL}"
 )
 
-#: Which SGR attributes an "off" parameter turns off.
-_SGR_OFF = {22: (1, 2), 23: (3,), 24: (4, 21), 25: (5, 6), 27: (7,), 28: (8,), 29: (9,), 55: (53,)}
-
 _ALT_SCREEN = frozenset(ALT_SCREEN_MODES)
 
 _new_decoder = codecs.getincrementaldecoder("utf-8")
@@ -148,79 +146,6 @@ def _number(params: str, index: int, default: int) -> int:
     return default
 
 
-class _Style:
-    """The SGR state of the cursor, as the parameter string that recreates it (``"1;31"``)."""
-
-    __slots__ = ("_attrs", "_bg", "_fg", "_ul", "code")
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._attrs: dict[int, str] = {}
-        self._fg = self._bg = self._ul = ""
-        self.code = ""
-
-    def apply(self, params: str) -> None:
-        """Apply the parameters of one ``ESC[...m``; unknown ones are skipped."""
-        tokens = params.split(";")
-        i = 0
-        while i < len(tokens):
-            token = tokens[i]
-            i += 1
-            if ":" in token:  # ITU sub-parameters: 38:2::r:g:b, 4:3 (curly underline)
-                head = token.partition(":")[0]
-                if head == "38":
-                    self._fg = token
-                elif head == "48":
-                    self._bg = token
-                elif head == "58":
-                    self._ul = token
-                elif head == "4":
-                    if token == "4:0":
-                        self._attrs.pop(4, None)
-                    else:
-                        self._attrs[4] = token
-                continue
-            if token and not token.isdigit():
-                continue
-            n = int(token) if token else 0
-            if n in (38, 48, 58):
-                kind = tokens[i] if i < len(tokens) else ""
-                width = 2 if kind == "5" else 4 if kind == "2" else 0
-                if not width or i + width > len(tokens):
-                    break  # malformed: the rest cannot be parsed reliably
-                value = ";".join([token, *tokens[i:i + width]])
-                i += width
-                if n == 38:
-                    self._fg = value
-                elif n == 48:
-                    self._bg = value
-                else:
-                    self._ul = value
-            elif n == 0:
-                self._attrs.clear()
-                self._fg = self._bg = self._ul = ""
-            elif 1 <= n <= 9 or n in (21, 53):
-                self._attrs[n] = token
-            elif n in _SGR_OFF:
-                for attr in _SGR_OFF[n]:
-                    self._attrs.pop(attr, None)
-            elif 30 <= n <= 37 or 90 <= n <= 97:
-                self._fg = token
-            elif n == 39:
-                self._fg = ""
-            elif 40 <= n <= 47 or 100 <= n <= 107:
-                self._bg = token
-            elif n == 49:
-                self._bg = ""
-            elif n == 59:
-                self._ul = ""
-        parts = [self._attrs[k] for k in sorted(self._attrs)]
-        parts.extend(p for p in (self._fg, self._bg, self._ul) if p)
-        self.code = ";".join(parts)
-
-
 def _sgr(before: str, after: str) -> str:
     """The sequence that switches from style ``before`` to style ``after``."""
     if not after:
@@ -239,14 +164,14 @@ class _Row:
         "chars", "col", "keep_blank", "limit", "origin", "printed", "style", "styled", "styles",
     )
 
-    def __init__(self, limit: int, origin: int = 0, style: _Style | None = None,
+    def __init__(self, limit: int, origin: int = 0, style: SGRState | None = None,
                  keep_blank: bool = True) -> None:
         self.chars: list[str] = []
         self.styles: list[str] = []
         self.col = 0
         self.origin = origin
         self.limit = limit
-        self.style = style if style is not None else _Style()
+        self.style = style if style is not None else SGRState()
         self.printed = False  # something was drawn: if it is all gone, the line was erased
         self.styled = False  # some cell has a colour: rendering needs SGR sequences
         # An empty row that a newline ends is a blank line, unless it only exists because a
@@ -644,7 +569,7 @@ class LineSplitter:
             self._screen_row = None
             self._new_row(out, 0)
             assert self._row is not None
-            self._row.style = _Style()
+            self._row.style = SGRState()
         # OSC and other strings, charset designations, keypad modes: nothing on screen.
 
     def _csi(self, params: str, intermediates: str, final: str, out: list[Line]) -> None:

@@ -56,3 +56,18 @@ def test_the_command_line_compares_states_as_members() -> None:
                 if isinstance(default, ast.Constant) and default.value in names:
                     found.append(f"{path.name}:{node.lineno} default {default.value!r}")
     assert found == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """``from x import _name`` across modules of the code would tie them by their insides (as
+    the virtual screen once took the line pipeline's ``_Style``): shared parts live in a module
+    of their own, under public names."""
+    import ast
+
+    found = []
+    for path in sorted([*(ROOT / "supervisor").rglob("*.py"), *(ROOT / "api").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []

@@ -48,8 +48,8 @@ from supervisor.ansi import (
     STRING_STOP,
     TEXT_RUN,
 )
-from supervisor.lines import _Style
 from supervisor.screen.grid import Row, blank_rows
+from supervisor.sgr import SGRState
 from supervisor.widths import NARROW_SEEN, all_narrow, char_width, known_width
 
 __all__ = ["DEC_GRAPHICS", "Cursor", "ScreenLine", "VirtualScreen"]
@@ -98,7 +98,7 @@ class ScreenLine(NamedTuple):
 
 #: SGR state changes, remembered: "code before\0parameters" -> (code after, its background).
 #: A TUI sets the same few colours over and over, and parsing them each time was the largest
-#: cost of a redraw. The parsing itself is the line pipeline's (:class:`supervisor.lines._Style`).
+#: cost of a redraw. The parsing itself is the line pipeline's (:class:`supervisor.sgr.SGRState`).
 _SGR_AFTER: dict[str, tuple[str, str]] = {}
 _SGR_MAX = 4096
 
@@ -109,10 +109,10 @@ def _sgr_after(code: str, params: str) -> tuple[str, str]:
     key = code + "\0" + params
     after = _SGR_AFTER.get(key)
     if after is None:
-        style = _Style()
+        style = SGRState()
         style.apply(code)  # a code is the SGR parameters that recreate its state
         style.apply(params)
-        after = (style.code, style._bg)
+        after = (style.code, style.bg)
         if len(_SGR_AFTER) >= _SGR_MAX:  # bound the memory
             _SGR_AFTER.clear()
         _SGR_AFTER[key] = after
