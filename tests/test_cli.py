@@ -375,6 +375,10 @@ def test_tail_survives_a_dropped_connection(server: Server, live: Callable[..., 
         tail = live("tail", "feed", "--follow", "--from-start",
                     env=cli_env(AGENT_SUPERVISOR_URL=proxy.url, AGENT_SUPERVISOR_TOKEN=server.token or ""))
         tail.wait_out(lambda out: len(out) >= 30, what="30 lines before the cut")
+        # The first lines may come from the history page, before the stream is open: cut only
+        # once the server counts the stream's client, so the cut drops the stream itself.
+        wait_for(lambda: server.get("/api/sse/stats")["agents"].get("feed", 0) >= 1, 15, 0.02,
+                 "tail's stream to be open")
         assert server.get("/api/agents/feed")["state"] == "running"  # the cut is mid-stream
         proxy.drop()
         assert tail.finish() == 0, tail.err
