@@ -17,9 +17,9 @@ def stats() -> dict[str, Any]:
     ext = current()
     agents = ext.registry.list()
     stats = ext.streams.stats(agent.name for agent in agents)
-    # Extractions the per-line caps cut, over every agent's current run (each agent's own
-    # count is its "extractions_cut").
-    stats["extractions_cut"] = sum(agent.extractions_cut for agent in agents)
+    # Cuts of the per-line extraction caps since the server started, every run and deleted
+    # agents included (each agent's "extractions_cut" is its current run's).
+    stats["extractions_cut"] = ext.registry.extractions_cut()
     # What each agent's processes cost (CPU, memory, processes, uptime), from the sampler, and
     # what the sampler costs.
     stats["usage"] = {agent.name: usage_json(figures) for agent in agents

@@ -72,8 +72,11 @@ class Agent:
         self.lines = 0
         self.extractions = 0
         # Extractors whose matches on a line the caps cut (max_matches_per_line and
-        # max_extractions_per_line), this run: amplification is bounded, and said so.
+        # max_extractions_per_line), this run, one per extractor and line (how many matches is
+        # not known: counting them is the unbounded work the caps prevent).
         self.extractions_cut = 0
+        #: Cuts counted by this server process over all of this agent's runs (the stats' total).
+        self.cuts_counted = 0
         self._process: AgentProcess | None = None
         self._pipeline: OutputPipeline | None = None
         self._output: BufferedWriter | None = None
@@ -249,8 +252,7 @@ class Agent:
             self._process.reply(reply)
         if outputs:
             self._emit_all(outputs)
-            self.lines, self.extractions, self.extractions_cut = (
-                pipeline.lines, pipeline.extractions, pipeline.extractions_cut)
+            self._take_counts(pipeline)
         if self._partial_timer is None:
             self._partial_timer = gevent.spawn_later(
                 self.config.partial_line_s, self._show_partial, pipeline.lines_emitted + 1
@@ -271,6 +273,12 @@ class Agent:
                 self._output.flush()
         except OSError as exc:
             log.warning("agent %s: writing its output to disk failed: %s", self.name, exc)
+
+    def _take_counts(self, pipeline: OutputPipeline) -> None:
+        """The run's counts, from its pipeline; its new cuts are added to :attr:`cuts_counted`."""
+        self.cuts_counted += pipeline.extractions_cut - self.extractions_cut
+        self.lines, self.extractions, self.extractions_cut = (
+            pipeline.lines, pipeline.extractions, pipeline.extractions_cut)
 
     def _show_partial(self, line_num: int) -> None:
         """Line ``line_num`` has waited ``partial_line_s`` without its newline: show it as is."""
@@ -297,8 +305,7 @@ class Agent:
         pipeline = self._pipeline
         if pipeline is not None:
             self._emit_all(pipeline.finish(time.monotonic()))
-            self.lines, self.extractions, self.extractions_cut = (
-                pipeline.lines, pipeline.extractions, pipeline.extractions_cut)
+            self._take_counts(pipeline)
         if self._output is not None:
             self._output.close()
             self._output = None

@@ -72,6 +72,7 @@ class Registry:
         self.sampler = Sampler(self.containment)
         self._agents: dict[str, Agent] = {}
         self._stoppers: set[gevent.Greenlet[..., Any]] = set()
+        self._cuts_of_removed = 0  # extraction cuts counted for agents deleted since
         self._restore()
         self.sampler.start()
 
@@ -200,9 +201,16 @@ class Registry:
         if agent.active:
             raise AgentRunning(f"agent {name!r} is {agent.state}; stop it before deleting it")
         del self._agents[name]
+        self._cuts_of_removed += agent.cuts_counted
         self.eventlog.remove(name)
         self.store.remove(name)
         self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
+
+    def extractions_cut(self) -> int:
+        """Extraction cuts counted since this registry started, over every agent and run,
+        deleted agents included: it never goes down (a restart of an agent or its removal
+        does not take back what was cut)."""
+        return self._cuts_of_removed + sum(agent.cuts_counted for agent in self._agents.values())
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop every active agent (in parallel, each with its grace period), the sampler, give

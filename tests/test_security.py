@@ -559,6 +559,25 @@ def test_extraction_amplification_is_capped(shared: Server) -> None:
     assert shared.get("/api/sse/stats")["extractions_cut"] >= 100 * 89
 
 
+def test_the_stats_count_of_cuts_never_goes_down(make_server: Callable[..., Server]) -> None:
+    """The stats' extractions_cut counts every run and every agent since the server started:
+    a restart resets the agent's own count (its current run) but not the total, and deleting
+    the agent takes nothing back."""
+    server = make_server()
+    extractors = [{"name": f"q{i}", "pattern": "(?P<value>q?)."} for i in range(40)]
+    server.create(name="cuts", command=python_agent("for i in range(10): print('x' * 20)"), extractors=extractors)
+    first = server.wait_state("cuts", "exited")
+    per_run = 10 * 40  # per line: 4 extractors give 8 each (and are cut at 8), the line's cap cuts the other 36
+    assert first["extractions_cut"] == per_run and server.get("/api/sse/stats")["extractions_cut"] == per_run
+    assert server.request("POST", "/api/agents/cuts/restart").status == 202
+    wait_for(lambda: server.get("/api/agents/cuts")["run"] == 2 and server.get("/api/agents/cuts")["state"] == "exited",
+             15, what="the second run's end")
+    assert server.get("/api/agents/cuts")["extractions_cut"] == per_run  # its own run's
+    assert server.get("/api/sse/stats")["extractions_cut"] == 2 * per_run
+    assert server.request("DELETE", "/api/agents/cuts").status == 204
+    assert server.get("/api/sse/stats")["extractions_cut"] == 2 * per_run
+
+
 def test_a_user_does_not_start_a_process_without_the_token(shared: Server, tmp_path: Path) -> None:
     """The three requests of the issue, against the default server, start nothing."""
     marker = tmp_path / "ran"
