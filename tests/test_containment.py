@@ -349,6 +349,11 @@ def test_survivor_of_a_sigkilled_server_is_ended_at_restart(
     server.create(name="survivor", command=python_agent(IGNORES_SIGHUP) + [str(pidfile)])
     server.wait_state("survivor", "running")
     main, child = pids_from(pidfile)
+    # Its "running" line is out: SIGKILL the server before it, and that print fails on the
+    # hung-up terminal and ends the main process itself (one survivor, not two).
+    wait_for(lambda: any(e["type"] == "log" and e["data"]["line"] == "running"
+                         for e in server.get("/api/agents/survivor/events?after=0")["events"]),
+             10, 0.02, "the agent's running line")
     assert server.get("/api/agents/survivor")["containment"]["mode"] == mode
     server.stop(signal.SIGKILL)
     assert running(main) and running(child), "the agent outlived the server"
