@@ -8,26 +8,36 @@ for the end of each request's context): the server calls it at shutdown, tests a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
 
+from supervisor import config_agents
 from supervisor.config import Config, load_config
 from supervisor.registry import Registry
+from supervisor.reload import Reloader
 from supervisor.store import AgentRecord
 
-from . import agents, auth, errors, monitor, pages, security, stream
+from . import agents, auth, errors, metrics, monitor, output, pages, reload, security, stream
 from .ext import EXTENSION, Supervisor
 from .shapes import agent_json
 from .sse import SSEManager
 
 
-def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:
+def create_app(config: Config | None = None, registry: Registry | None = None,
+               load: Callable[[], Config] | None = None) -> Flask:
     """Build the application. ``registry`` defaults to one on ``config.data_dir``, which the
-    app then owns (:func:`close_app` shuts it down); a registry passed in stays the caller's.
+    app then owns (:func:`close_app` shuts it down) and boots: the config file's agents start
+    and the agents the last server left to resume do (a registry passed in stays the caller's).
+    ``load`` reads the configuration again for a reload (default: ``config``'s file again).
 
     ``config.token`` is used as given: None means no authentication (an in-process test app);
-    :func:`api.server.run_server` generates one for a real server."""
+    :func:`api.server.run_server` generates one for a real server. Raises
+    :class:`~supervisor.exceptions.ConfigError` for ``[agents.NAME]`` tables that do not check."""
     config = config if config is not None else load_config()
     owns_registry = registry is None
+    # Checked before anything starts: a bad [agents.NAME] stops the server with the reason.
+    desired = config_agents.build(config) if owns_registry else None
     registry = registry if registry is not None else Registry(config)
     app = Flask(__name__, static_folder=str(pages.STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -52,11 +62,17 @@ def create_app(config: Config | None = None, registry: Registry | None = None) -
         max_clients_per_agent=config.max_clients_per_agent,
     )
     streams.start()
-    app.extensions[EXTENSION] = Supervisor(config, registry, streams, owns_registry)
+    if load is None:
+        def load() -> Config:
+            return load_config(config.config_file, data_dir=config.data_dir)
+    reloader = Reloader(registry, load)
+    app.extensions[EXTENSION] = Supervisor(config, registry, streams, reloader, owns_registry)
     errors.register(app)
     security.register(app, config, authenticate=auth.register(app, config.token, config.cors_origins))
-    for blueprint in (agents.bp, stream.bp, monitor.bp, pages.bp):
+    for blueprint in (agents.bp, output.bp, stream.bp, monitor.bp, metrics.bp, reload.bp, pages.bp):
         app.register_blueprint(blueprint)
+    if desired is not None:
+        registry.boot(desired)
     return app
 
 

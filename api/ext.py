@@ -9,6 +9,7 @@ from flask import current_app, request
 
 from supervisor.config import Config
 from supervisor.registry import Registry
+from supervisor.reload import Reloader
 
 from .errors import ApiError
 from .sse import SSEManager
@@ -23,6 +24,8 @@ class Supervisor:
     config: Config
     registry: Registry
     streams: SSEManager
+    #: Reloads the config file's agents (``POST /api/reload``, SIGHUP).
+    reloader: Reloader
     #: The registry was made by ``create_app``: closing the app shuts it down.
     owns_registry: bool = False
     closed: bool = False

@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import gevent
 import gevent.event
@@ -103,17 +102,34 @@ def _route_address(family: socket.AddressFamily, probe: str) -> str | None:
 
 
 def demo_agent() -> dict[str, object]:
-    """The agent ``serve --demo`` starts: scripts/demo_agent.py, restarted whenever it ends."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "demo_agent.py"
+    """The agent ``serve --demo`` starts: supervisor.demo_agent, restarted whenever it ends."""
     return {
         "name": "demo",
-        "command": [sys.executable, "-u", str(script)],
+        "command": [sys.executable, "-u", "-m", "supervisor.demo_agent"],
         "restart": {"mode": "always", "max_restarts": 1000, "backoff_s": 2, "backoff_max_s": 2},
     }
 
 
-def run_server(config: Config, ready: Callable[[str, str], None] | None = None, demo: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM. ``ready(url, network_url)`` is called once the socket
+def _reload_on_signal(ext: Supervisor) -> None:
+    """SIGHUP: reload the config file's agents, like ``agent-supervisor reload``; a file that
+    does not check changes nothing, and the log says why."""
+    try:
+        result = ext.reloader.reload()
+    except ConfigError as exc:
+        log.error("SIGHUP: the configuration was not reloaded: %s; nothing was changed", exc)
+        return
+    except Exception:  # noqa: BLE001 - a signal handler's greenlet has nobody to raise to
+        log.exception("SIGHUP: reloading the configuration failed")
+        return
+    if result.restart_needed:
+        log.warning("SIGHUP: these settings only change with a restart of the server: %s",
+                    ", ".join(result.restart_needed))
+
+
+def run_server(config: Config, ready: Callable[[str, str], None] | None = None, demo: bool = False,
+               load: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the config file's agents (``load`` reads it
+    again, with the same flags). ``ready(url, network_url)`` is called once the socket
     listens and the runtime file is written (``url`` is this machine's way in, ``network_url``
     other machines': the same on loopback); ``demo`` starts the demo agent (replacing an
     earlier one of that name).
@@ -125,7 +141,7 @@ def run_server(config: Config, ready: Callable[[str, str], None] | None = None, 
     config, _ = runtime.with_token(config)
     raise_fd_limit()
     listener = bind(config.host, config.port)
-    app = create_app(config)
+    app = create_app(config, load=load)
     ext: Supervisor = app.extensions[EXTENSION]
     server = WSGIServer(
         listener,
@@ -137,6 +153,7 @@ def run_server(config: Config, ready: Callable[[str, str], None] | None = None, 
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)
+    gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(_reload_on_signal, ext))
     url = local_url(listener)
     try:
         # Before accepting: a client that reads the file finds it current (connections that

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from io import BufferedWriter
 from typing import Any
 
 import gevent
@@ -32,6 +31,8 @@ from .containment.recovery import Recovered
 from .eventlog import EventLogBackend
 from .exceptions import AgentNotRunning, SpawnError, SupervisorError
 from .extractors import ExtractorSet, compile_extractors
+from .inputwait import InputWait
+from .outputlog import RotatingOutput
 from .pipeline import Output, OutputPipeline
 from .process import AgentProcess, ExitStatus, default_env
 from .spec import AgentSpec
@@ -77,9 +78,20 @@ class Agent:
         self.extractions_cut = 0
         #: Cuts counted by this server process over all of this agent's runs (the stats' total).
         self.cuts_counted = 0
+        # Lines and extractions of the runs before the current one, since this server started
+        # (the /metrics counters: the current run's counts start at 0 with each run).
+        self._earlier_lines = self._earlier_extractions = 0
+        #: Where the definition came from ("api" or "config") and, for a config agent, whether
+        #: serve and reload start it; ``resume``: start it again when the next server starts.
+        self.origin = "api"
+        self.autostart = True
+        self.resume = False
+        #: Whether the current run waits at a prompt (see supervisor.inputwait).
+        self.input_wait = InputWait(config.input_wait_s)
+        self._input_timer: gevent.Greenlet[..., Any] | None = None
         self._process: AgentProcess | None = None
         self._pipeline: OutputPipeline | None = None
-        self._output: BufferedWriter | None = None
+        self._output: RotatingOutput | None = None
         self._files_due = False  # a write of output.log and the history file is scheduled
         self._stop_requested = False
         self._restart_requested = False
@@ -128,7 +140,22 @@ class Agent:
             cols=cols,
             rows=rows,
             processes=self.custody.processes(self.leftovers),
+            origin=self.origin,
+            autostart=self.autostart,
+            resume=self.resume,
+            waiting_input=self.input_wait.waiting,
+            prompt=self.input_wait.prompt,
         )
+
+    @property
+    def lines_total(self) -> int:
+        """Complete lines of every run since this server started (a counter that never goes
+        down, unlike ``lines``, which counts the current run)."""
+        return self._earlier_lines + self.lines
+
+    @property
+    def extractions_total(self) -> int:
+        return self._earlier_extractions + self.extractions
 
     # -- state -----------------------------------------------------------------------------
 
@@ -182,8 +209,13 @@ class Agent:
         self.eventlog.flush()
 
     def save(self) -> None:
-        """Write the agent's record (``agent.json``), atomically."""
-        self.store.save(self.record())
+        """Write the agent's record (``agent.json``), atomically. A failure is logged and
+        counted, never raised: the state it records changes anyway."""
+        try:
+            self.store.save(self.record())
+        except OSError as exc:
+            self.store.faults.failed("record")
+            log.warning("agent %s: writing its record failed: %s", self.name, exc.strerror or exc)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -200,9 +232,13 @@ class Agent:
             self._backoff = None
         self.run += 1
         self._stop_requested = self._restart_requested = False
+        self.resume = False
         self.pid = self.exit_code = self.signal = None
         self.started_at, self.ended_at = time.time(), None
+        self._earlier_lines += self.lines
+        self._earlier_extractions += self.extractions
         self.lines = self.extractions = self.extractions_cut = 0
+        self.input_wait.reset()
         spec, config = self.spec, self.config
         self._pipeline = OutputPipeline(self.run, self.extractors, max_line_length=config.max_line_length,
                                         cols=spec.cols, rows=spec.rows,
@@ -238,7 +274,8 @@ class Agent:
         process.scope.persist = self.save  # the run's members changed: what a recovery would look for
         self.pid = process.pid
         header = f"\n--- run {self.run} pid {self.pid} at {events.rfc3339(time.time())} ---\n"
-        self._output = self.store.open_output(self.name, header.encode())
+        self._output = self.store.open_output(self.name, header.encode(), config.output_log_max_bytes,
+                                              config.output_log_backups)
         self._change_state(AgentState.RUNNING, reason)
 
     def _on_output(self, data: bytes) -> None:
@@ -247,7 +284,8 @@ class Agent:
             self._output.write(data)
         pipeline = self._pipeline
         assert pipeline is not None
-        reply, outputs = pipeline.feed(data, time.monotonic())
+        now = time.monotonic()
+        reply, outputs = pipeline.feed(data, now)
         if reply and self._process is not None:
             self._process.reply(reply)
         if outputs:
@@ -257,6 +295,10 @@ class Agent:
             self._partial_timer = gevent.spawn_later(
                 self.config.partial_line_s, self._show_partial, pipeline.lines_emitted + 1
             )
+        if self.input_wait.output(now):
+            self._emit(events.WAITING_INPUT, {"waiting_input": False, "reason": "output", "run": self.run})
+        if self._input_timer is None:
+            self._input_timer = gevent.spawn_later(self.config.input_wait_s, self._check_input_wait)
         if not self._files_due:
             # Write the files after the subscribers' work, not before: the hub runs callbacks in
             # the order they were scheduled, and the streams scheduled their flush when the
@@ -269,10 +311,11 @@ class Agent:
         self._files_due = False
         try:
             self.eventlog.flush()
-            if self._output is not None:
-                self._output.flush()
         except OSError as exc:
-            log.warning("agent %s: writing its output to disk failed: %s", self.name, exc)
+            self.store.faults.failed("history")
+            log.warning("agent %s: writing its history to disk failed: %s", self.name, exc)
+        if self._output is not None:
+            self._output.flush()  # counts its own failures
 
     def _take_counts(self, pipeline: OutputPipeline) -> None:
         """The run's counts, from its pipeline; its new cuts are added to :attr:`cuts_counted`."""
@@ -297,11 +340,43 @@ class Agent:
             self._emit_all(outputs)
             self.eventlog.flush()
 
+    def _check_input_wait(self) -> None:
+        """No output for ``input_wait_s``: if a prompt is pending (text without its newline),
+        the run waits for input; say so once (its partial line first, if not shown yet)."""
+        self._input_timer = None
+        pipeline = self._pipeline
+        if pipeline is None or self._process is None or self.input_wait.waiting:
+            return
+        now = time.monotonic()
+        remaining = self.input_wait.due_in(now)
+        if remaining > 0:  # output came meanwhile: wait for the rest of the quiet time
+            self._input_timer = gevent.spawn_later(remaining, self._check_input_wait)
+            return
+        pending = pipeline.pending()
+        if pending is None:
+            return
+        line_num, prompt = pending
+        outputs = pipeline.partial(now)
+        if outputs:
+            self._emit_all(outputs)
+        self.input_wait.begin(prompt)
+        self._emit(events.WAITING_INPUT, {"waiting_input": True, "prompt": prompt, "line_num": line_num,
+                                          "run": self.run, "quiet_s": self.config.input_wait_s})
+        self.eventlog.flush()
+
+    def _end_input_wait(self, reason: str) -> None:
+        if self.input_wait.clear():
+            self._emit(events.WAITING_INPUT, {"waiting_input": False, "reason": reason, "run": self.run})
+
     def _on_exit(self, status: ExitStatus) -> None:
         # Runs in the reader greenlet once the child is reaped and its output drained.
         if self._partial_timer is not None:
             self._partial_timer.kill(block=False)
             self._partial_timer = None
+        if self._input_timer is not None:
+            self._input_timer.kill(block=False)
+            self._input_timer = None
+        self._end_input_wait("exit")
         pipeline = self._pipeline
         if pipeline is not None:
             self._emit_all(pipeline.finish(time.monotonic()))
@@ -406,6 +481,7 @@ class Agent:
             raise AgentNotRunning(f"agent {self.name!r} is not running ({self.state})")
         if self._pipeline is not None and process.echo_enabled():
             self._pipeline.expect_echo(text, time.monotonic())
+        self._end_input_wait("input")
         try:
             process.write(text.encode("utf-8"))
         except OSError as exc:
@@ -454,6 +530,7 @@ class Agent:
         agent.extractions = record.extractions
         agent.extractions_cut = record.extractions_cut
         agent.created_at = record.created_at or time.time()
+        agent.origin, agent.autostart, agent.resume = record.origin, record.autostart, record.resume
         agent.state = AgentState(record.state) if record.state else None
         if record.processes is not None:
             agent.custody.ended, agent.custody.kept = record.processes.ended, record.processes.kept

@@ -42,6 +42,7 @@ _DOCS = {
     events.ERROR: "Something went wrong for an agent. sender: the event log; event: error.",
     events.AGENT_ADDED: "An agent was defined. sender: the event log; event: agent_added.",
     events.AGENT_REMOVED: "An agent was deleted. sender: the event log; event: agent_removed.",
+    events.WAITING_INPUT: "A run started or stopped waiting at a prompt. sender: the event log; event: waiting_input.",
 }
 
 

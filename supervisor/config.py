@@ -7,6 +7,10 @@ where it came from and the value, so the server never starts half-configured.
 
 Profiles merge instead of replacing: ``[profiles.codex]`` with only ``command`` keeps the
 built-in codex extractors. A new profile without ``extractors`` gets ``default_extractors``.
+
+``[agents.NAME]`` tables are kept here as given (each with where it came from): what they mean is
+:mod:`supervisor.config_agents`' to check, when the server starts or reloads them, so that a typo
+in one agent never keeps the command line from finding its server.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from typing import Any
 
 from .exceptions import ConfigError, InvalidExtractor, UnknownProfile
 from .extractors import MAX_EXTRACTIONS_PER_LINE, MAX_MATCHES_PER_LINE, compile_extractors
-from .names import is_name
+from .names import AGENT_NAME_RULE, is_agent_name, is_name
 from .profiles import GENERIC, builtin_profiles
 
 ENV_PREFIX = "AGENT_SUPERVISOR_"
@@ -41,6 +45,15 @@ _ORIGIN = re.compile(r"\*|https?://[^/\s?#]+")
 # A Host header name: "*" (any), ".example.com" (it and its subdomains), a name, an IPv6 literal.
 _HOST_NAME = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[?[0-9A-Fa-f:.]+\]?")
 _PROFILE_KEYS = frozenset({"command", "extractors", "env", "description"})
+
+
+@dataclass(frozen=True)
+class AgentTable:
+    """One ``[agents.NAME]`` table as the file gave it, and where (for error messages)."""
+
+    name: str
+    table: Mapping[str, Any]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -126,10 +139,18 @@ class Config:
     max_matches_per_line: int = MAX_MATCHES_PER_LINE  # per extractor, on one line
     max_extractions_per_line: int = MAX_EXTRACTIONS_PER_LINE  # all extractors, on one line
     cors_origins: tuple[str, ...] = ()
+    output_log_max_bytes: int = 10 << 20  # output.log is rotated before it grows past this; 0: never
+    output_log_backups: int = 3  # rotated files kept (output.log.1 is the newest); 0: none
+    input_wait_s: float = 2.0  # a prompt pending this long with no output flags waiting_input
+    metrics_public: bool = False  # GET /metrics without the token (Prometheus scrapers)
     default_extractors: tuple[dict[str, str], ...] = field(
         default_factory=lambda: tuple(dict(spec) for spec in GENERIC)
     )
     profiles: Mapping[str, Profile] = field(default_factory=lambda: _builtin(os.environ))
+    #: ``[agents.NAME]``: agents the server runs from the file (see supervisor.config_agents).
+    agents: Mapping[str, AgentTable] = field(default_factory=lambda: MappingProxyType({}))
+    #: The TOML file these settings were read from (``reload`` reads it again), if any.
+    config_file: Path | None = None
 
     def profile(self, name: str) -> Profile:
         """The profile called ``name``; raises :class:`UnknownProfile` listing the known ones."""
@@ -146,8 +167,15 @@ class Config:
             value = getattr(self, item.name)
             if item.name == "token":
                 shown["token_set"] = value is not None
-            elif item.name == "data_dir":
-                shown["data_dir"] = str(value)
+            elif item.name in ("data_dir", "config_file"):
+                shown[item.name] = None if value is None else str(value)
+            elif item.name == "agents":
+                # Like profiles: which variables an agent sets, never their values.
+                shown["agents"] = {
+                    name: {key: ({k: "***" for k in raw} if key == "env" and isinstance(raw, Mapping) else raw)
+                           for key, raw in agent.table.items()}
+                    for name, agent in value.items()
+                }
             elif item.name in ("cors_origins", "allowed_hosts"):
                 shown[item.name] = list(value)
             elif item.name == "default_extractors":
@@ -179,6 +207,8 @@ _KINDS: dict[str, str] = {
     "max_clients": "int", "max_clients_per_agent": "int",
     "max_agents": "int", "max_body_bytes": "int", "cors_origins": "origins",
     "default_extractors": "extractors", "profiles": "profiles",
+    "output_log_max_bytes": "int", "output_log_backups": "int", "input_wait_s": "float",
+    "metrics_public": "bool", "agents": "agents",
 }
 # (lowest, highest) allowed; ints and floats not listed here must be positive.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -187,6 +217,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "history_max_events": (0, math.inf),  # 0: keep everything
     "partial_line_s": (0, math.inf),  # 0: show text without a newline at once
     "stop_grace_s": (0, math.inf),  # 0: SIGKILL at once
+    "output_log_max_bytes": (0, math.inf),  # 0: output.log is never rotated
+    "output_log_backups": (0, 1000),  # 0: a full output.log starts again empty
 }
 # The values a "choice" setting takes.
 _CHOICES: dict[str, tuple[str, ...]] = {"containment": CONTAINMENT_MODES, "leftovers": LEFTOVERS}
@@ -210,6 +242,7 @@ def load_config(
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     profile_layers: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    agents: dict[str, AgentTable] = {}
 
     def apply(key: str, raw: object, source: str, base: Path | None) -> None:
         if key == "insecure":
@@ -223,6 +256,8 @@ def load_config(
         value = _coerce(key, raw, source, base)
         if key == "profiles":
             profile_layers.append((source, value))
+        elif key == "agents":
+            agents.update(value)  # a later layer's [agents.NAME] replaces that whole table
         else:
             values[key] = value
 
@@ -242,6 +277,8 @@ def load_config(
         values["data_dir"] = default_data_dir(environ)
     defaults = values.setdefault("default_extractors", tuple(dict(spec) for spec in GENERIC))
     values["profiles"] = _merge_profiles(builtin_profiles(environ), profile_layers, defaults)
+    values["agents"] = MappingProxyType(agents)
+    values["config_file"] = config_path.resolve() if config_path is not None else None
     return Config(**values)
 
 
@@ -317,6 +354,8 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
             raise _bad(key, "must be JSON", raw, source) from None
     if kind == "extractors":
         return tuple(_extractors(key, raw, source))
+    if kind == "agents":
+        return _agent_tables(key, raw, source)
     return _profile_tables(key, raw, source)
 
 
@@ -420,6 +459,21 @@ def _profile_tables(key: str, raw: object, source: str) -> dict[str, dict[str, A
                            source)
             checked["description"] = table["description"]
         tables[name] = checked
+    return tables
+
+
+def _agent_tables(key: str, raw: object, source: str) -> dict[str, AgentTable]:
+    """Each ``[agents.NAME]`` table, kept as given: only its name and that it is a table are
+    checked here (the fields are :func:`supervisor.config_agents.build`'s)."""
+    if not isinstance(raw, Mapping):
+        raise _bad(key, "must be a table of [agents.NAME] tables", raw, source)
+    tables: dict[str, AgentTable] = {}
+    for name, table in raw.items():
+        if not isinstance(name, str) or not is_agent_name(name):
+            raise _bad(f"agents.{name}", f"agent names are {AGENT_NAME_RULE}", name, source)
+        if not isinstance(table, Mapping):
+            raise _bad(f"agents.{name}", "must be a table", table, source)
+        tables[name] = AgentTable(name, MappingProxyType(dict(table)), source)
     return tables
 
 

@@ -20,8 +20,10 @@ COMPLETE = "complete"
 ERROR = "error"
 AGENT_ADDED = "agent_added"
 AGENT_REMOVED = "agent_removed"
+#: A run started or stopped waiting at a prompt (see supervisor.inputwait).
+WAITING_INPUT = "waiting_input"
 
-EVENT_TYPES = (LOG, EXTRACTION, STATE, COMPLETE, ERROR, AGENT_ADDED, AGENT_REMOVED)
+EVENT_TYPES = (LOG, EXTRACTION, STATE, COMPLETE, ERROR, AGENT_ADDED, AGENT_REMOVED, WAITING_INPUT)
 
 # No circular-reference check: an event's data is built by the core from lines and matches, never
 # self-referencing, and skipping the check makes every event's one encoding a fifth cheaper.

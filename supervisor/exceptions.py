@@ -90,6 +90,14 @@ class AgentRunning(SupervisorError):
     status = 409
 
 
+class AgentFromConfig(SupervisorError):
+    """The agent is defined in the config file: it is changed or removed there (and reloaded),
+    not over the API."""
+
+    code = "agent_from_config"
+    status = 409
+
+
 class AgentNotRunning(SupervisorError):
     """The operation needs a live process (input, resize) but the agent has none."""
 

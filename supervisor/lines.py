@@ -384,6 +384,17 @@ class LineSplitter:
         self._version += 1
         return out
 
+    def pending(self) -> str | None:
+        """The pending line's plain text when something visible is pending, else None; unlike
+        :meth:`partial` it changes nothing (the waiting-for-input check reads it)."""
+        if self._row is not None:
+            plain = self._row.render()[1]
+        elif self._raw:
+            plain = strip_ansi("".join(self._raw))
+        else:
+            return None
+        return plain if plain.strip() else None
+
     # -- decoding ------------------------------------------------------------------------------
 
     def _decode(self, data: bytes) -> str:

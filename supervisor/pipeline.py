@@ -79,6 +79,11 @@ class OutputPipeline:
             self._line(line, now, out)
         return out
 
+    def pending(self) -> tuple[int, str] | None:
+        """``(line_num, plain text)`` of the line that waits for its newline, if one is visible."""
+        text = self._splitter.pending()
+        return None if text is None else (self._splitter.lines_emitted + 1, text)
+
     def finish(self, now: float) -> list[Output]:
         """The end of the output: the pending line, values that never came (as ``""``), and the
         retraction of a partial line that was shown and then erased (a spinner)."""

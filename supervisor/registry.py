@@ -7,6 +7,13 @@ cost; it restores the agents a previous supervisor left in the data directory (e
 that one's live runs left running, if it crashed), and is the one place that enforces the rules
 across agents: unique names, no re-creating or deleting a running agent, the maximum number of
 agents. :meth:`Registry.shutdown` ends all of it.
+
+An agent comes from the API (``POST /api/agents``) or from the config file (``[agents.NAME]``,
+see :mod:`supervisor.config_agents` and :mod:`supervisor.reload`); the API neither redefines nor
+deletes the latter. :meth:`Registry.boot` is the start of a server: the config file's agents
+(supervisord's autostart), then the API agents that were active when the last server stopped and
+asked to be kept running (``restart`` always or on-failure: PM2's resurrect). A run-once agent
+(``restart`` never) is not run twice: it stays as the last server left it.
 """
 from __future__ import annotations
 
@@ -20,13 +27,16 @@ import gevent
 from . import datadir, events
 from .agent import Agent
 from .config import Config
+from .config_agents import ConfigAgent
 from .containment import Containment, server_id_for
 from .containment.recovery import Recovered, end_survivors, recover
 from .containment.sampler import Sampler
 from .eventlog import SUPERVISOR_CHANNEL, EventLog, EventLogBackend
-from .exceptions import AgentNotFound, AgentRunning, DataDirError, TooManyAgents
-from .spec import build_spec, validate_name
-from .states import ACTIVE_STATES
+from .exceptions import AgentFromConfig, AgentNotFound, AgentRunning, DataDirError, TooManyAgents
+from .extractors import ExtractorSet
+from .reload import apply as apply_config
+from .spec import AgentSpec, build_spec, validate_name
+from .states import ACTIVE_STATES, AgentState
 from .store import AgentRecord, AgentStore
 
 log = logging.getLogger(__name__)
@@ -129,20 +139,33 @@ class Registry:
     def create(self, body: Any, start: bool = True) -> Agent:
         """Define an agent from a user's request (see :func:`~supervisor.spec.build_spec`) and
         start it. Re-using the name of an agent that has ended starts a new run of it, which
-        continues its history; re-using the name of an active one raises :class:`AgentRunning`.
+        continues its history; re-using the name of an active one raises :class:`AgentRunning`,
+        that of a config file's agent :class:`AgentFromConfig`.
         """
         spec, extractors = build_spec(body, self.config)
+        existing = self._agents.get(spec.name)
+        if existing is not None and existing.origin == "config":
+            raise AgentFromConfig(f"agent {spec.name!r} is defined in the config file ([agents.{spec.name}]):"
+                                  " change it there and run `agent-supervisor reload`")
+        return self.define(spec, extractors, start=start)
+
+    def define(self, spec: AgentSpec, extractors: ExtractorSet, *, origin: str = "api", autostart: bool = True,
+               start: bool = True, reason: str = "started") -> Agent:
+        """Define (or redefine, if it has ended) the agent of a checked ``spec``; start it
+        unless ``start`` is false. Raises :class:`AgentRunning` and :class:`TooManyAgents`."""
         agent = self._agents.get(spec.name)
         if agent is not None:
             if agent.active:
                 raise AgentRunning(f"agent {spec.name!r} is {agent.state}; stop it first")
             agent.spec, agent.extractors = spec, extractors
+            agent.origin, agent.autostart = origin, autostart
         else:
             if len(self._agents) >= self.config.max_agents:
                 raise TooManyAgents(
                     f"{self.config.max_agents} agents are defined; delete some or raise max_agents"
                 )
             agent = Agent(spec, self.eventlog, self.config, extractors, self.store, self.containment)
+            agent.origin, agent.autostart = origin, autostart
             # Registered only once its agent_added is kept, and taken back if its first run
             # fails before a process exists (its state event cannot be kept): a failure leaves
             # no half-made agent (state null, "starting" for ever, undeletable) behind.
@@ -151,19 +174,19 @@ class Registry:
             )
             self._agents[spec.name] = agent
             try:
-                self._begin(agent, start)
+                self._begin(agent, start, reason)
             except Exception:
                 if agent.pid is None:
                     self._take_back(spec.name)
                 raise
             return agent
-        self._begin(agent, start)
+        self._begin(agent, start, reason)
         return agent
 
-    def _begin(self, agent: Agent, start: bool) -> None:
+    def _begin(self, agent: Agent, start: bool, reason: str) -> None:
         if start:
             agent.restarts = 0
-            agent.start()
+            agent.start(reason)
         else:
             agent.save()
 
@@ -194,10 +217,14 @@ class Registry:
         if wait:
             greenlet.get()
 
-    def remove(self, name: str) -> None:
-        """Delete an agent that has ended, with its history. Raises :class:`AgentRunning`."""
+    def remove(self, name: str, *, from_config: bool = False) -> None:
+        """Delete an agent that has ended, with its history. Raises :class:`AgentRunning`, and
+        :class:`AgentFromConfig` for a config file's agent unless ``from_config`` (a reload)."""
         validate_name(name)
         agent = self.get(name)
+        if agent.origin == "config" and not from_config:
+            raise AgentFromConfig(f"agent {name!r} is defined in the config file ([agents.{name}]): remove it"
+                                  " there and run `agent-supervisor reload`")
         if agent.active:
             raise AgentRunning(f"agent {name!r} is {agent.state}; stop it before deleting it")
         del self._agents[name]
@@ -212,9 +239,28 @@ class Registry:
         does not take back what was cut)."""
         return self._cuts_of_removed + sum(agent.cuts_counted for agent in self._agents.values())
 
+    def boot(self, config_agents: dict[str, ConfigAgent]) -> None:
+        """The start of a server: define and start the config file's agents (``config_agents``,
+        from :func:`supervisor.config_agents.build`), then resume the API agents that the last
+        server left active and that asked to be kept running. Call once, after ``describe`` is
+        set (their ``agent_added`` events use it)."""
+        apply_config(self, config_agents, boot=True)
+        for agent in self.list():
+            if agent.origin != "api" or agent.active:
+                continue
+            lost = agent.state is AgentState.LOST
+            if agent.resume or (lost and agent.spec.restart.mode != "never"):
+                why = "the last server died while it ran" if lost else "it ran when the last server stopped"
+                agent.restarts = 0
+                agent.start(f"resumed: {why} (restart {agent.spec.restart.mode})")
+
     def shutdown(self, grace: float | None = None) -> None:
         """Stop every active agent (in parallel, each with its grace period), the sampler, give
-        back the containment's cgroups and close history."""
+        back the containment's cgroups and close history. An API agent that asked to be kept
+        running (restart always or on-failure) is marked to be resumed by the next server."""
+        for agent in self._agents.values():
+            if agent.active and agent.origin == "api" and agent.spec.restart.mode != "never":
+                agent.resume = True
         stoppers = [gevent.spawn(agent.stop, grace) for agent in self._agents.values() if agent.active]
         gevent.joinall(stoppers + list(self._stoppers))
         self.sampler.stop()

@@ -18,10 +18,11 @@ from .process import default_env, resolve_command
 
 RESTART_MODES = ("never", "on-failure", "always")
 
-_FIELDS = {
+#: The fields of an agent definition (``POST /api/agents``, ``[agents.NAME]`` less the name).
+AGENT_FIELDS = frozenset({
     "name", "command", "profile", "args", "cwd", "env", "extractors", "cols", "rows",
     "restart", "stop_grace_s", "leftovers",
-}
+})
 
 
 def validate_name(name: object) -> str:
@@ -136,10 +137,10 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     """
     if not isinstance(body, Mapping):
         raise InvalidRequest("the agent definition must be a JSON object")
-    unknown = set(body) - _FIELDS
+    unknown = set(body) - AGENT_FIELDS
     if unknown:
         raise InvalidRequest(
-            f"unknown field(s): {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(_FIELDS))}"
+            f"unknown field(s): {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(AGENT_FIELDS))}"
         )
     name = validate_name(body.get("name"))
     profile_name = body.get("profile")

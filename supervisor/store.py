@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from io import BufferedWriter
 from pathlib import Path
 from typing import Any
 
 from . import datadir
 from .containment.record import RunRecord
 from .containment.usage import Figures
+from .faults import StorageFaults
+from .outputlog import RotatingOutput, kept_files
 from .spec import AgentSpec
 
 AGENT_FILE = "agent.json"
@@ -88,6 +89,14 @@ class AgentRecord:
     cols: int = 0
     rows: int = 0
     processes: Processes | None = None  # None: a record from before containment
+    origin: str = "api"  # where the definition came from: "api" (POST /api/agents) or "config"
+    autostart: bool = True  # a config agent: started by serve and reload
+    # An agent that was active when its server stopped and asked to be kept running (restart
+    # always or on-failure): the next server starts it again (PM2's resurrect).
+    resume: bool = False
+    # Live, never saved: the run waits at a prompt (see supervisor.inputwait).
+    waiting_input: bool = False
+    prompt: str | None = None
 
     @property
     def name(self) -> str:
@@ -119,6 +128,9 @@ class AgentRecord:
             "cols": self.cols,
             "rows": self.rows,
             "processes": self.processes.to_dict() if self.processes is not None else None,
+            "origin": self.origin,
+            "autostart": self.autostart,
+            "resume": self.resume,
         }
 
     @classmethod
@@ -144,14 +156,19 @@ class AgentRecord:
             cols=int(raw.get("cols") or spec.cols),
             rows=int(raw.get("rows") or spec.rows),
             processes=Processes.from_dict(raw.get("processes")),
+            origin="config" if raw.get("origin") == "config" else "api",
+            autostart=raw.get("autostart") is not False,
+            resume=raw.get("resume") is True,
         )
 
 
 class AgentStore:
-    """Records and output files of every agent under ``data_dir`` (None: keep nothing)."""
+    """Records and output files of every agent under ``data_dir`` (None: keep nothing).
+    ``faults`` counts the writes that failed (``/metrics`` shows them)."""
 
-    def __init__(self, data_dir: Path | None) -> None:
+    def __init__(self, data_dir: Path | None, faults: StorageFaults | None = None) -> None:
         self.data_dir = data_dir
+        self.faults = faults if faults is not None else StorageFaults()
 
     def _directory(self, name: str) -> Path | None:
         return None if self.data_dir is None else datadir.agent_dir(self.data_dir, name)
@@ -186,16 +203,21 @@ class AgentStore:
         tmp.write_text(json.dumps(record.to_dict(), indent=1))
         os.replace(tmp, directory / AGENT_FILE)
 
-    def open_output(self, name: str, header: bytes) -> BufferedWriter | None:
-        """``output.log`` of ``name`` for appending, with ``header`` written first; None when
-        nothing is kept. The caller flushes and closes it."""
+    def open_output(self, name: str, header: bytes, max_bytes: int = 0, backups: int = 0) -> RotatingOutput | None:
+        """``output.log`` of ``name`` for appending, rotated past ``max_bytes`` (see
+        :mod:`supervisor.outputlog`), with ``header`` written first; None when nothing is kept.
+        The caller flushes and closes it."""
         directory = self._directory(name)
         if directory is None:
             return None
-        directory.mkdir(parents=True, exist_ok=True)
-        output = open(directory / OUTPUT_FILE, "ab")  # noqa: SIM115 - the run closes it
+        output = RotatingOutput(directory / OUTPUT_FILE, max_bytes, backups, self.faults)
         output.write(header)
         return output
+
+    def output_files(self, name: str) -> list[Path]:
+        """The output kept of ``name``, oldest first (its rotated files, then ``output.log``)."""
+        directory = self._directory(name)
+        return [] if directory is None else kept_files(directory / OUTPUT_FILE, 0)
 
     def remove(self, name: str) -> None:
         """Delete everything kept of ``name``: its record, its output, its folder."""

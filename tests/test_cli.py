@@ -23,7 +23,7 @@ from support.net import TcpProxy, closed_port
 from support.processes import Server, alive, descendants, python_agent
 from support.waiting import wait_for
 
-DEMO = str(ROOT / "scripts" / "demo_agent.py")
+DEMO = str(ROOT / "supervisor" / "demo_agent.py")
 @pytest.fixture
 def live() -> Iterator[Callable[..., LiveCli]]:
     """Start CLI subprocesses that are killed at the end of the test if still running."""

@@ -260,6 +260,13 @@ class SSEManager:
         # is framed and joined once, then handed to each of its clients in one send. What did
         # not go as planned in the hot loop (a short write, an error) is dealt with after it.
         self._flush_scheduled = False
+        started = time.perf_counter()  # the flush's duration, for /metrics: nothing per client
+        try:
+            self._flush_outbox()
+        finally:
+            self.counters.flush_times.observe(time.perf_counter() - started)
+
+    def _flush_outbox(self) -> None:
         outbox, self._outbox = self._outbox, {}
         counters = self.counters
         for key, batch in outbox.items():

@@ -76,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server in this process until SIGINT/SIGTERM."""
     import logging
 
-    from ..config import load_config
+    from ..config import Config, load_config
     from ..datadir import private_umask
     from ..process import set_agent_umask
 
@@ -89,11 +89,13 @@ def serve(args: argparse.Namespace) -> int:
     if sum(bool(given) for given in (args.token, args.token_file, args.no_token)) > 1:
         raise UsageError("give one of --token, --token-file and --no-token")
     token = runtime.read_token_file(args.token_file) if args.token_file else args.token
-    config = load_config(
-        args.config, host=args.host, port=args.port, data_dir=args.data_dir, token=token,
-        no_token=True if args.no_token else None,
-    )
-    config, generated = runtime.with_token(config)
+
+    def load() -> Config:
+        # The file and the flags, again for each reload (SIGHUP, `agent-supervisor reload`).
+        return load_config(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
+                           token=token, no_token=True if args.no_token else None)
+
+    config, generated = runtime.with_token(load())
     from api.server import run_server  # the server's dependencies load only for `serve`
 
     def ready(url: str, network_url: str) -> None:
@@ -111,7 +113,7 @@ def serve(args: argparse.Namespace) -> int:
             how = " with the token you configured" if config.token else ""
             print(f"{PROG}: open the dashboard at {url}/{how}", flush=True)
 
-    run_server(config, ready=ready, demo=args.demo)
+    run_server(config, ready=ready, demo=args.demo, load=load)
     return EXIT_OK
 
 

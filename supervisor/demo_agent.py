@@ -7,9 +7,9 @@ results, a warning, an ``ERROR`` line, a URL, token counts, and a prompt that wa
 (``agent-supervisor send demo y``) with a timeout before going on. Stdlib only; the output is
 the same on every run (no randomness), so tests can count on it.
 
-    python3 scripts/demo_agent.py                 # about 10 s, waits 15 s at the prompt
-    python3 scripts/demo_agent.py --fast          # no pauses, prompt timeout 0
-    python3 scripts/demo_agent.py --rounds 0      # keeps working until stopped
+    python3 -m supervisor.demo_agent                 # about 10 s, waits 15 s at the prompt
+    python3 -m supervisor.demo_agent --fast          # no pauses, prompt timeout 0
+    python3 -m supervisor.demo_agent --rounds 0      # keeps working until stopped
 """
 from __future__ import annotations
 
