@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh test
 
 # Debian packages the tests use: Chromium for the browser tests (never a browser downloaded by a
-# test tool), tmux as the oracle of what a terminal shows, less, one of the programs the
+# test tool), tmux as the oracle of what a terminal shows, zsh for its completion script, less, one of the programs the
 # virtual-screen tests compare with it, and redis-server for the Redis backend's tests (each
 # test starts its own, on a socket in a temporary folder; none runs as a service).
 packages=()
@@ -15,6 +15,7 @@ packages=()
 command -v tmux >/dev/null || packages+=(tmux)
 command -v less >/dev/null || packages+=(less)
 command -v redis-server >/dev/null || packages+=(redis-server)
+command -v zsh >/dev/null || packages+=(zsh)  # the zsh completion script is run by zsh itself
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${packages[*]} with apt-get ..." >&2

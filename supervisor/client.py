@@ -269,6 +269,17 @@ class Client:
     def send_input(self, name: str, data: str) -> None:
         self.request("POST", f"/api/agents/{quote(name, safe='')}/input", {"data": data})
 
+    def resize(self, name: str, cols: int, rows: int) -> None:
+        self.request("POST", f"/api/agents/{quote(name, safe='')}/resize", {"cols": cols, "rows": rows})
+
+    def reload(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Have the server reload its config file; waits while it stops what changed."""
+        saved, self.timeout = self.timeout, max(self.timeout, timeout)
+        try:
+            return dict(self.request("POST", "/api/reload"))
+        finally:
+            self.timeout = saved
+
     def delete(self, name: str) -> None:
         self.request("DELETE", f"/api/agents/{quote(name, safe='')}")
 

@@ -520,11 +520,12 @@ def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
     result = cli("list", server=server)
     assert result.returncode == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS", "CPU", "MEM", "PROCS"]
+    assert header.split() == ["NAME", "STATE", "FROM", "PID", "UPTIME/EXIT", "RESTARTS", "LINES", "CLIENTS", "CPU",
+                              "MEM", "PROCS"]
     table = {row.split()[0]: row.split() for row in rows}
-    assert table["done7"][1:4] == ["exited", "-", "exit"] and table["done7"][4] == "7"
+    assert table["done7"][1:5] == ["exited", "api", "-", "exit"] and table["done7"][5] == "7"
     assert table["done7"][-3:] == ["-", "-", "-"], "an exited agent costs nothing"
-    assert table["busy"][1] == "running" and table["busy"][2] == str(agent["pid"])
+    assert table["busy"][1:4] == ["running", "api", str(agent["pid"])]
     listed = json.loads(cli("list", "--json", server=server).stdout)
     assert {a["name"] for a in listed["agents"]} == {"done7", "busy"}
     assert cli("stop", "busy", "--grace", "1", server=server).returncode == 0

@@ -6,7 +6,9 @@
 - :mod:`~supervisor.cli.connect`: which server and token (flags, environment, runtime file);
 - :mod:`~supervisor.cli.follow`: history and streams followed across reconnections;
 - :mod:`~supervisor.cli.render`: what the user sees (lines, notes, progress, tables);
-- :mod:`~supervisor.cli.conventions`: exit statuses and the usage error.
+- :mod:`~supervisor.cli.conventions`: exit statuses and the usage error;
+- :mod:`~supervisor.cli.keys`: one key from the terminal, and signals that detach;
+- :mod:`~supervisor.cli.completion`: the bash and zsh completion scripts.
 
 Every client command talks HTTP through :mod:`supervisor.client` (stdlib only, blocking).
 """
@@ -25,9 +27,10 @@ from .conventions import (
     EXIT_OK,
     EXIT_USAGE,
     PROG,
+    Detached,
     UsageError,
 )
-from .parser import build_parser, split_command
+from .parser import WITH_COMMAND, build_parser, split_command
 from .render import ERASE_LINE, is_tty
 
 __all__ = ["main"]
@@ -39,15 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, after_dashes = split_command(argv)
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            if args.cmd in WITH_COMMAND:
+                # `run x ls -la`: the agent's own options reached us. Say where they go.
+                suggested = " ".join([*args.argv, *extras])
+                _error(f"{PROG} {args.cmd}: error: unrecognized arguments: {' '.join(extras)}; put the agent's"
+                       f" command after --: {PROG} {args.cmd} {args.name} [options] -- {suggested}")
+                return EXIT_USAGE
+            parser.parse_args(argv)  # reports what is wrong
         if after_dashes is not None:
-            if args.cmd != "run":
+            if args.cmd not in WITH_COMMAND:
                 parser.parse_args(argv + ["--", *after_dashes])  # reports what is wrong
             args.after_dashes = after_dashes
-    except SystemExit as exc:  # --help, or a bad command line (already reported)
+    except SystemExit as exc:  # --help, --version, or a bad command line (already reported)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if not args.client:  # serve, token
+        if not args.client:  # serve, token, completion
             local: Callable[[argparse.Namespace], int] = args.func
             return local(args)
         command: Callable[[Client, argparse.Namespace], int] = args.func
@@ -64,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return EXIT_INTERRUPTED
+    except Detached as exc:  # SIGHUP or SIGTERM outside a command that handles it
+        return 128 + exc.signum
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing, and keep Python from complaining
         # about the unflushed stdout at exit.

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -19,20 +20,23 @@ from typing import Any
 from .. import runtime
 from ..client import ApiError, Client, Follower, StreamTimeout
 from ..states import ACTIVE_STATES, SETTLED_STATES, AgentState
-from . import follow
+from . import follow, keys
 from .connect import connection_for
 from .conventions import (
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     PROG,
     TOKEN_ENV,
+    Detached,
     UsageError,
 )
 from .follow import agent_or_none, agent_path
 from .render import (
     RED,
     RUNNING,
+    YELLOW,
     Renderer,
     Status,
     byte_size,
@@ -129,13 +133,30 @@ def token(args: argparse.Namespace) -> int:
         where = f"{data_dir}/{runtime.RUNTIME_FILE}" if data_dir else f"the data dir's {runtime.RUNTIME_FILE}"
         raise ApiError(f"no token for {connection.url}: not in --token, ${TOKEN_ENV} or {where}"
                        f" (is `{PROG} serve` running{' with that data dir' if data_dir else ''}?)")
-    print(runtime.dashboard_url(connection.url, connection.token) if args.link else connection.token)
+    if args.json:
+        emit_json({"url": connection.url, "token": connection.token,
+                   "link": runtime.dashboard_url(connection.url, connection.token)})
+    else:
+        print(runtime.dashboard_url(connection.url, connection.token) if args.link else connection.token)
     return EXIT_OK
 
 
-def run(client: Client, args: argparse.Namespace) -> int:
-    """Start an agent and follow it to its end; exit with its exit code."""
-    status = Status(sys.stderr)
+def emit_json(value: Any) -> None:
+    """``--json``: the answer on stdout, indented, and nothing else there."""
+    print(json.dumps(value, indent=2))
+
+
+def completion(args: argparse.Namespace) -> int:
+    """Print the completion script of ``args.shell`` for this command line."""
+    from .completion import script
+    from .parser import build_parser
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return EXIT_OK
+
+
+def agent_spec(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """The agent definition of ``run`` and ``start``'s options and command."""
     command = list(args.argv) + list(getattr(args, "after_dashes", []))
     if not command and not args.profile:
         raise UsageError("nothing to run: give a command after --, or --profile")
@@ -161,6 +182,50 @@ def run(client: Client, args: argparse.Namespace) -> int:
         spec["restart"] = args.restart
     if args.grace is not None:
         spec["stop_grace_s"] = args.grace
+    return spec
+
+
+def start(client: Client, args: argparse.Namespace) -> int:
+    """Start an agent and return once it runs (or could not start): ``run`` without following."""
+    status = Status(sys.stderr)
+    spec = agent_spec(client, args)
+    status.show(f"connecting to {client.url}...")
+    try:
+        created = client.create(spec)
+    except ApiError as exc:
+        status.clear()
+        if exc.code == "executable_not_found":
+            status.note(str(exc), RED)
+            return EXIT_NOT_FOUND
+        raise
+    agent = created if args.no_wait else _settled(client, args.name, created, status)
+    status.clear()
+    if args.json:
+        emit_json(agent)
+    elif agent.get("state") == AgentState.FAILED:
+        status.note(f"{args.name}: could not start: {agent.get('reason', '')}", RED)
+    else:
+        pid = f", pid {agent['pid']}" if agent.get("pid") else ""
+        print(f"{args.name}: {agent.get('state')}, run {agent.get('run')}{pid}"
+              f" (follow it with: {PROG} tail {args.name} -f)")
+    return EXIT_FAILURE if agent.get("state") == AgentState.FAILED else EXIT_OK
+
+
+def _settled(client: Client, name: str, created: dict[str, Any], status: Status) -> dict[str, Any]:
+    """The agent once its new run got as far as it goes by itself (runs, ended, failed)."""
+    status.show(f"starting {name}...")
+    deadline = time.monotonic() + STOP_MARGIN_S
+    agent = created
+    while agent.get("state") not in SETTLED and time.monotonic() < deadline:
+        time.sleep(0.05)
+        agent = client.agent(name)
+    return agent
+
+
+def run(client: Client, args: argparse.Namespace) -> int:
+    """Start an agent and follow it to its end; exit with its exit code."""
+    status = Status(sys.stderr)
+    spec = agent_spec(client, args)
 
     status.show(f"connecting to {client.url}...")
     previous = agent_or_none(client, args.name)
@@ -183,7 +248,23 @@ def run(client: Client, args: argparse.Namespace) -> int:
 
 def _follow_run(client: Client, args: argparse.Namespace, follower: Follower,
                 renderer: Renderer, status: Status) -> int:
-    """Print the run until it completes; Ctrl-C asks (once) whether to stop it or detach."""
+    """Print the run until it completes; Ctrl-C asks (once) whether to stop it or detach;
+    SIGHUP and SIGTERM detach."""
+    try:
+        with keys.detach_on_signals():
+            return _follow_until_end(client, args, follower, renderer, status)
+    except Detached as exc:
+        try:
+            renderer.finish()
+            status.note(f"{signal.Signals(exc.signum).name}: detached; {args.name} keeps running. Follow it"
+                        f" again with: {PROG} tail {args.name} --follow")
+        except OSError:
+            pass  # the terminal is gone with the SIGHUP
+        return 128 + exc.signum
+
+
+def _follow_until_end(client: Client, args: argparse.Namespace, follower: Follower,
+                      renderer: Renderer, status: Status) -> int:
     decided: str | None = None
     while True:
         try:
@@ -214,26 +295,20 @@ def _follow_run(client: Client, args: argparse.Namespace, follower: Follower,
 
 
 def _ask_on_interrupt(args: argparse.Namespace) -> str:
-    """``stop`` or ``detach``: from ``--on-interrupt``, else asked on the terminal."""
+    """``stop`` or ``detach``: from ``--on-interrupt``, else one key pressed on the terminal."""
     if args.on_interrupt != "ask":
         return str(args.on_interrupt)
     if not (is_tty(sys.stdin) and is_tty(sys.stderr)):
         return "stop"
-    while True:
-        sys.stderr.write(f"\n{PROG}: stop agent {args.name!r} [s], or detach and leave it "
-                         "running [d]? ")
-        sys.stderr.flush()
-        try:
-            answer = sys.stdin.readline()
-        except KeyboardInterrupt:
-            return "stop"  # a second Ctrl-C at the question: the user wants it to end
-        if not answer:
-            return "stop"
-        answer = answer.strip().lower()
-        if answer in ("s", "stop", "y", "yes", ""):
-            return "stop"
-        if answer in ("d", "detach", "n", "no"):
-            return "detach"
+    sys.stderr.write(f"\n{PROG}: stop agent {args.name!r} [s], or detach and leave it running [d]? ")
+    sys.stderr.flush()
+    try:
+        decided = keys.answer(sys.stdin.fileno())
+    except KeyboardInterrupt:
+        decided = "stop"  # a second Ctrl-C at the question: the user wants it to end
+    sys.stderr.write(f"{(decided or 'stop')[0]}\n")
+    sys.stderr.flush()
+    return decided or "stop"
 
 
 def tail(client: Client, args: argparse.Namespace) -> int:
@@ -246,7 +321,7 @@ def tail(client: Client, args: argparse.Namespace) -> int:
         if args.last is not None:
             raise UsageError("--last needs an agent name; with --all use --from-start or nothing")
         renderer = Renderer(sys.stdout, status, colour=colour, json_mode=args.json,
-                            show_names=True, quiet=args.quiet)
+                            show_names=True, quiet=args.quiet, announce_runs=True)
         status.show(f"connecting to {client.url}...")
         newest = max([int(agent.get("last_event_id") or 0) for agent in client.agents()] or [0])
         start = None if args.from_start or not newest else str(newest)
@@ -257,15 +332,11 @@ def tail(client: Client, args: argparse.Namespace) -> int:
     if not args.name:
         raise UsageError("give an agent name, or --all")
     renderer = Renderer(sys.stdout, status, colour=colour, json_mode=args.json,
-                        quiet=args.quiet)
+                        quiet=args.quiet, announce_runs=True)
     status.show(f"connecting to {client.url}...")
     events, last_id = follow.history(client, args.name, status)
     if not args.from_start:
-        count = 10 if args.last is None else args.last
-        if args.json:
-            events = events[-count:] if count else []
-        else:
-            events = follow.last_lines(events, count)
+        events = follow.last_lines(events, 10 if args.last is None else args.last)
     for envelope in events:
         renderer.envelope(envelope)
     if args.follow and (renderer.complete is None or _later_run_exists(client, args.name, last_id)):
@@ -291,14 +362,23 @@ def stop(client: Client, args: argparse.Namespace) -> int:
     if before.get("state") not in ACTIVE:
         if before.get("state") == AgentState.LOST or (before.get("usage") or {}).get("processes"):
             return _stop_remains(client, args, before)
-        status.note(f"{args.name} is not running ({describe_end(before)})")
+        if args.json:
+            emit_json(before)
+        else:
+            status.note(f"{args.name} is not running ({describe_end(before)})")
         return EXIT_OK
     if args.no_wait:
-        client.stop(args.name, args.grace)
-        status.note(f"stopping {args.name}")
+        after = client.stop(args.name, args.grace)
+        if args.json:
+            emit_json(after)
+        else:
+            status.note(f"stopping {args.name}")
         return EXIT_OK
     final = stop_and_wait(client, args.name, args.grace, status)
-    print(f"{args.name}: {describe_end(final)}")
+    if args.json:
+        emit_json(client.agent(args.name))
+    else:
+        print(f"{args.name}: {describe_end(final)}")
     return EXIT_OK
 
 
@@ -315,7 +395,10 @@ def _stop_remains(client: Client, args: argparse.Namespace, before: dict[str, An
                 break
             time.sleep(0.1)
     ended = int(now.get("ended") or 0) - int(before.get("ended") or 0)
-    print(f"{args.name}: {now.get('state')}; ended {max(0, ended)} processes its last run left")
+    if args.json:
+        emit_json(now)
+    else:
+        print(f"{args.name}: {now.get('state')}; ended {max(0, ended)} processes its last run left")
     return EXIT_OK
 
 
@@ -350,7 +433,10 @@ def restart(client: Client, args: argparse.Namespace) -> int:
     before = client.agent(args.name)
     after = client.restart(args.name)
     if args.no_wait:
-        status.note(f"restarting {args.name}")
+        if args.json:
+            emit_json(after)
+        else:
+            status.note(f"restarting {args.name}")
         return EXIT_OK
     status.show(f"restarting {args.name}...")
     followed = follow.follower(client, agent_path(args.name), str(after.get("last_event_id") or "") or None,
@@ -373,7 +459,11 @@ def restart(client: Client, args: argparse.Namespace) -> int:
         raise ApiError(f"{args.name} did not start again (it is {now.get('state')})")
     if now.get("state") == AgentState.FAILED:
         raise ApiError(f"{args.name}: {describe_end(now)}")
-    print(f"{args.name}: {now.get('state')}, run {now.get('run')}" + (f", pid {now['pid']}" if now.get("pid") else ""))
+    if args.json:
+        emit_json(now)
+    else:
+        print(f"{args.name}: {now.get('state')}, run {now.get('run')}"
+              + (f", pid {now['pid']}" if now.get("pid") else ""))
     return EXIT_OK
 
 
@@ -384,16 +474,51 @@ def rm(client: Client, args: argparse.Namespace) -> int:
         if not args.force:
             raise UsageError(f"{args.name} is {agent.get('state')}: stop it first, or use --force")
         final = stop_and_wait(client, args.name, args.grace, Status(sys.stderr))
-        print(f"{args.name}: {describe_end(final)}")
+        if not args.json:
+            print(f"{args.name}: {describe_end(final)}")
     client.delete(args.name)
-    print(f"{args.name}: deleted, with its history")
+    if args.json:
+        emit_json({"name": args.name, "deleted": True})
+    else:
+        print(f"{args.name}: deleted, with its history")
     return EXIT_OK
 
 
 def send(client: Client, args: argparse.Namespace) -> int:
     """Type text into an agent's terminal, then Enter (a carriage return) unless -n."""
     text = " ".join(args.text)
-    client.send_input(args.name, text if args.no_newline else text + "\r")
+    data = text if args.no_newline else text + "\r"
+    client.send_input(args.name, data)
+    if args.json:
+        emit_json({"name": args.name, "sent": data})
+    return EXIT_OK
+
+
+def resize(client: Client, args: argparse.Namespace) -> int:
+    """Change the terminal size of an agent's run."""
+    client.resize(args.name, args.cols, args.rows)
+    if args.json:
+        emit_json(client.agent(args.name))
+    else:
+        print(f"{args.name}: {args.cols}x{args.rows}")
+    return EXIT_OK
+
+
+def reload(client: Client, args: argparse.Namespace) -> int:
+    """Have the server reread its config file's agents; print what changed, like
+    ``supervisorctl update``. A file that does not check is an error (exit 1) saying why."""
+    result = client.reload()
+    if args.json:
+        emit_json(result)
+        return EXIT_OK
+    for key, word in (("removed", "removed"), ("changed", "changed"), ("added", "added")):
+        for name in result.get(key) or []:
+            print(f"{name}: {word}")
+    if not any(result.get(key) for key in ("removed", "changed", "added")):
+        print(f"no changes ({len(result.get('unchanged') or [])} agents of the config file as they were)")
+    if result.get("restart_needed"):
+        Status(sys.stderr).note("these settings change only with a restart of the server: "
+                                + ", ".join(result["restart_needed"]), YELLOW)
     return EXIT_OK
 
 
@@ -402,21 +527,34 @@ def list_agents(client: Client, args: argparse.Namespace) -> int:
     its processes cost: CPU, memory, processes)."""
     agents = client.agents()
     if args.json:
-        print(json.dumps({"agents": agents}, indent=2))
+        emit_json({"agents": agents})
+        return EXIT_OK
+    if args.names:
+        for agent in agents:
+            print(agent.get("name"))
         return EXIT_OK
     if not agents:
         print("no agents", file=sys.stderr)
         return EXIT_OK
-    rows = [("NAME", "STATE", "PID", "UPTIME/EXIT", "LINES", "CLIENTS", "CPU", "MEM", "PROCS")]
+    rows = [("NAME", "STATE", "FROM", "PID", "UPTIME/EXIT", "RESTARTS", "LINES", "CLIENTS", "CPU", "MEM",
+             "PROCS")]
     for agent in sorted(agents, key=lambda a: str(a.get("name"))):
         running = agent.get("state") in RUNNING
+        state = str(agent.get("state"))
+        if agent.get("waiting_input"):
+            state += ", waiting for input"
         rows.append((
-            str(agent.get("name")), str(agent.get("state")),
+            str(agent.get("name")), state, str(agent.get("origin", "api")),
             str(agent.get("pid")) if running and agent.get("pid") else "-",
-            uptime_or_exit(agent), str(agent.get("lines", 0)), str(agent.get("clients", 0)),
+            uptime_or_exit(agent), str(max(0, int(agent.get("run") or 0) - 1)),
+            str(agent.get("lines", 0)), str(agent.get("clients", 0)),
             *usage_cells(agent.get("usage")),
         ))
-    print(table(rows, right=(2, 4, 5, 6, 7, 8)))
+    print(table(rows, right=(3, 5, 6, 7, 8, 9, 10)))
+    waiting = [a for a in agents if a.get("waiting_input")]
+    for agent in waiting:
+        Status(sys.stderr).note(f"{agent.get('name')} waits for input: {agent.get('prompt')!r}"
+                                f" (answer with: {PROG} send {agent.get('name')} TEXT)", YELLOW)
     return EXIT_OK
 
 
@@ -426,7 +564,7 @@ def stats(client: Client, args: argparse.Namespace) -> int:
     """The server's stream statistics as tables, or raw with --json."""
     stats = client.stats()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        emit_json(stats)
         return EXIT_OK
     summary = [
         ("uptime", duration(float(stats.get("uptime_s", 0)))),

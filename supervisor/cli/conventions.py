@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..runtime import TOKEN_ENV, URL_ENV
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "PROG", "TOKEN_ENV",
+__all__ = ["Detached", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "PROG", "TOKEN_ENV",
            "URL_ENV", "UsageError"]
 
 PROG = "agent-supervisor"
@@ -20,3 +20,13 @@ EXIT_NOT_FOUND = 127
 
 class UsageError(Exception):
     """A command line that cannot be right whatever the server says; exits with status 2."""
+
+
+class Detached(BaseException):
+    """SIGHUP or SIGTERM reached a command that follows an agent: it lets go of the agent (which
+    keeps running on the server) and exits with 128 + the signal, as a shell reports it. A
+    BaseException, like KeyboardInterrupt: no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -70,9 +70,13 @@ def history(client: Client, name: str, status: Status) -> tuple[list[dict[str, A
 
 
 def last_lines(events: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The events from the one that holds the ``count``-th last line on (log lines only
-    count; a partial line and its final version count once)."""
-    seen: set[tuple[Any, Any]] = set()
+    """The events from the one that holds the ``count``-th last complete line on. Only complete
+    lines count (a partial line and its final version are one line; a partial line that no
+    final version follows yet, a prompt, does not count but is kept); other events between them
+    come along."""
+    if count <= 0:
+        return []
+    complete: set[tuple[Any, Any]] = set()
     start = len(events)
     for index in range(len(events) - 1, -1, -1):
         event = events[index]
@@ -80,17 +84,15 @@ def last_lines(events: list[dict[str, Any]], count: int) -> list[dict[str, Any]]
             continue
         data = event.get("data") or {}
         key = (data.get("run"), data.get("line_num"))
-        if key in seen:
-            start = index
+        if data.get("partial"):
+            if key in complete or len(complete) < count:
+                start = index  # the earlier version of a counted line, or a prompt after them
             continue
-        if len(seen) == count:
+        if key not in complete and len(complete) == count:
             break
-        seen.add(key)
+        complete.add(key)
         start = index
-    if count == 0:
-        return []
     return events[start:]
-
 
 
 def print_stream(follower: Follower, renderer: Renderer, replay_until: int = 0) -> None:

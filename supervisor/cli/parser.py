@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from .. import runtime
+from .. import __version__, runtime
 from ..client import DEFAULT_URL
 from . import commands
 from .conventions import EXIT_USAGE, PROG, TOKEN_ENV, URL_ENV
@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("-q", "--quiet", action="store_true",
                         help="no notes or extractions on stderr")
 
+    as_json = _Parser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print the API's JSON instead")
+
     parser = _Parser(prog=PROG, parents=[connection],
                      description="Run command-line agents under a PTY and stream their output.")
-    parser.set_defaults(client=True)  # serve and token say otherwise
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.set_defaults(client=True)  # serve, token and completion say otherwise
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -74,23 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} run NAME [options] -- COMMAND [ARGS...]",
         description="Start an agent on the server, print its output as it comes, and exit "
                     "with its exit code. Ctrl-C asks whether to stop it or detach.")
-    run.add_argument("name", metavar="NAME")
-    run.add_argument("argv", nargs="*", default=[], metavar="COMMAND",
-                     help="the command and its arguments, after --")
-    run.add_argument("--profile", "-p", help="a configured profile (codex, npm, shell, ...)")
-    run.add_argument("--extract", "-x", action="append", default=[], metavar="NAME=REGEX",
-                     help="an extractor: REGEX on each line, value from (?P<value>...) "
-                          "or the whole match (repeatable)")
-    run.add_argument("--env", "-e", action="append", default=[], metavar="NAME=VALUE",
-                     help="an environment variable for the agent (repeatable)")
-    run.add_argument("--cwd", help="working directory (default: this one, for a local server)")
-    run.add_argument("--cols", type=int, help="terminal width (default: yours, or 120)")
-    run.add_argument("--rows", type=int, help="terminal height (default: yours, or 40)")
-    run.add_argument("--restart", choices=("never", "on-failure", "always"))
-    run.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
+    _agent_options(run)
     run.add_argument("--on-interrupt", choices=("ask", "stop", "detach"), default="ask",
                      help="what Ctrl-C does (default: ask on a terminal, else stop)")
     run.set_defaults(func=commands.run)
+
+    start = sub.add_parser(
+        "start", parents=[connection, as_json], help="start an agent and return (detached)",
+        usage=f"{PROG} start NAME [options] -- COMMAND [ARGS...]",
+        description="Start an agent on the server and return once it runs (or could not start); "
+                    f"follow it later with `{PROG} tail NAME -f`.")
+    _agent_options(start)
+    start.add_argument("--no-wait", action="store_true", help="return once the server took it")
+    start.set_defaults(func=commands.start)
 
     tail = sub.add_parser(
         "tail", parents=[connection, output], help="print and follow an agent's output",
@@ -107,38 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --follow: exit with the agent's exit code")
     tail.set_defaults(func=commands.tail)
 
-    stop = sub.add_parser("stop", parents=[connection], help="stop an agent")
+    stop = sub.add_parser("stop", parents=[connection, as_json], help="stop an agent")
     stop.add_argument("name", metavar="NAME")
     stop.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
     stop.add_argument("--no-wait", action="store_true", help="do not wait for it to end")
     stop.set_defaults(func=commands.stop)
 
-    restart = sub.add_parser("restart", parents=[connection], help="start an agent's next run",
+    restart = sub.add_parser("restart", parents=[connection, as_json], help="start an agent's next run",
                              description="End the agent's current run (SIGTERM, then SIGKILL after "
                                          "its grace period) if it has one, and start the next.")
     restart.add_argument("name", metavar="NAME")
     restart.add_argument("--no-wait", action="store_true", help="do not wait for the new run")
     restart.set_defaults(func=commands.restart)
 
-    rm = sub.add_parser("rm", aliases=["delete"], parents=[connection], help="delete an agent and its history",
+    rm = sub.add_parser("rm", aliases=["delete"], parents=[connection, as_json], help="delete an agent and its history",
                         description="Delete an agent's definition and its whole history.")
     rm.add_argument("name", metavar="NAME")
     rm.add_argument("-f", "--force", action="store_true", help="stop it first if it is running")
     rm.add_argument("--grace", type=float, metavar="S", help="with --force: SIGTERM to SIGKILL delay")
     rm.set_defaults(func=commands.rm)
 
-    send = sub.add_parser("send", parents=[connection], help="type text into an agent",
+    send = sub.add_parser("send", parents=[connection, as_json], help="type text into an agent",
                           description="Type TEXT into the agent's terminal, then Enter.")
     send.add_argument("name", metavar="NAME")
     send.add_argument("text", nargs="+", metavar="TEXT")
     send.add_argument("-n", "--no-newline", action="store_true", help="do not press Enter")
     send.set_defaults(func=commands.send)
 
-    lister = sub.add_parser("list", aliases=["ls"], parents=[connection], help="list agents")
-    lister.add_argument("--json", action="store_true", help="the API's JSON")
+    lister = sub.add_parser("list", aliases=["ls"], parents=[connection, as_json], help="list agents")
+    lister.add_argument("--names", action="store_true", help="only the names, one per line")
     lister.set_defaults(func=commands.list_agents)
 
-    token = sub.add_parser("token", parents=[connection], help="print the server's token",
+    token = sub.add_parser("token", parents=[connection, as_json], help="print the server's token",
                            description="Print the token of the server (flags, then "
                                        f"${TOKEN_ENV}, then the data dir's {runtime.RUNTIME_FILE}),"
                                        " for curl: -H \"Authorization: Bearer $(agent-supervisor token)\"")
@@ -146,15 +146,69 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the dashboard's address with the token instead")
     token.set_defaults(func=commands.token, client=False)
 
-    stats = sub.add_parser("stats", parents=[connection], help="stream statistics")
-    stats.add_argument("--json", action="store_true", help="the API's JSON")
+    stats = sub.add_parser("stats", parents=[connection, as_json], help="stream statistics")
     stats.set_defaults(func=commands.stats)
+
+    resize = sub.add_parser("resize", parents=[connection, as_json], help="resize an agent's terminal",
+                            description="Change the terminal size of the agent's run (and of its next runs).")
+    resize.add_argument("name", metavar="NAME")
+    resize.add_argument("cols", type=int, metavar="COLS")
+    resize.add_argument("rows", type=int, metavar="ROWS")
+    resize.set_defaults(func=commands.resize)
+
+    reload = sub.add_parser(
+        "reload", parents=[connection, as_json], help="reread the config file's agents",
+        description="Have the server read its config file again and apply its [agents.NAME] tables "
+                    "like `supervisorctl update`: new ones start, removed ones stop and go, changed "
+                    "ones restart, the others (and agents made over the API) are left alone. A file "
+                    "that does not check changes nothing, and the error says why.")
+    reload.set_defaults(func=commands.reload)
+
+    completion = sub.add_parser(
+        "completion", help="print the shell completion script",
+        description=f"Print the completion script for bash or zsh: `source <({PROG} completion bash)` "
+                    f"in ~/.bashrc, `source <({PROG} completion zsh)` in ~/.zshrc. Agent names are "
+                    "completed from the running server.")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(func=commands.completion, client=False)
     return parser
 
 
+def _agent_options(command: argparse.ArgumentParser) -> None:
+    """What defines an agent on the command line (``run`` and ``start``)."""
+    command.add_argument("name", metavar="NAME")
+    command.add_argument("argv", nargs="*", default=[], metavar="COMMAND",
+                         help="the command and its arguments, after --")
+    command.add_argument("--profile", "-p", help="a configured profile (codex, npm, shell, ...)")
+    command.add_argument("--extract", "-x", action="append", default=[], metavar="NAME=REGEX",
+                         help="an extractor: REGEX on each line, value from (?P<value>...) "
+                              "or the whole match (repeatable)")
+    command.add_argument("--env", "-e", action="append", default=[], metavar="NAME=VALUE",
+                         help="an environment variable for the agent (repeatable)")
+    command.add_argument("--cwd", help="working directory (default: this one, for a local server)")
+    command.add_argument("--cols", type=int, help="terminal width (default: yours, or 120)")
+    command.add_argument("--rows", type=int, help="terminal height (default: yours, or 40)")
+    command.add_argument("--restart", choices=("never", "on-failure", "always"))
+    command.add_argument("--grace", type=float, metavar="S", help="SIGTERM to SIGKILL delay")
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agent-supervisor")
+    except PackageNotFoundError:
+        return __version__
+
+
+#: Commands whose agent command comes after ``--``.
+WITH_COMMAND = ("run", "start")
+
+
 def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """Cut ``run``'s command (everything after its first ``--``) off the command line, so
-    that the agent's own options never reach argparse (``run x -- ls -la``)."""
+    """Cut the command of ``run`` and ``start`` (everything after its first ``--``) off the
+    command line, so that the agent's own options never reach argparse (``run x -- ls -la``)."""
     index = 0
     while index < len(argv):
         token = argv[index]
@@ -164,7 +218,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
             index += 1
         else:
             break
-    if index >= len(argv) or argv[index] != "run" or "--" not in argv[index:]:
+    if index >= len(argv) or argv[index] not in WITH_COMMAND or "--" not in argv[index:]:
         return argv, None
     cut = argv.index("--", index)
     return argv[:cut], argv[cut + 1:]

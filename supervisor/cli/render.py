@@ -136,7 +136,7 @@ class Renderer:
     """
 
     def __init__(self, out: IO[str], status: Status, *, colour: bool, json_mode: bool = False,
-                 show_names: bool = False, quiet: bool = False) -> None:
+                 show_names: bool = False, quiet: bool = False, announce_runs: bool = False) -> None:
         self.out = out
         self.status = status
         self.colour = colour
@@ -148,6 +148,11 @@ class Renderer:
         self.complete: dict[str, Any] | None = None
         self.lines = 0
         self._started: set[str] = set()
+        #: Note every run's start (``tail``), not only the ones after the first seen (``run``).
+        self.announce_runs = announce_runs
+        # A partial line not drawn (not a terminal) and not completed yet: printed by finish()
+        # when nothing completes it, so that a prompt that waits is shown (agent, run, line, text).
+        self._undrawn: tuple[tuple[str, Any, Any], str] | None = None
 
     def wire(self, event: SSEEvent) -> None:
         """An event from a stream, including the ones that exist only on the wire."""
@@ -192,6 +197,8 @@ class Renderer:
             self.complete = data
             if not self.quiet:
                 self.status.note(f"{name} {describe_end(data)}")
+        elif kind == "waiting_input":
+            self._waiting(name, data)
         elif kind == "agent_added" and not self.quiet:
             self.status.note(f"agent {data.get('agent', {}).get('name', '?')} added")
         elif kind == "agent_removed" and not self.quiet:
@@ -212,6 +219,7 @@ class Renderer:
         key = (name, data.get("run"), data.get("line_num"))
         if data.get("partial"):
             if not self.redraw:
+                self._undrawn = (key, line) if str(data.get("line", "")) else None
                 return
             if self._partial is not None and self._partial != key:
                 self.out.write("\n")  # another line started: leave the old one as it was
@@ -221,6 +229,8 @@ class Renderer:
             self._partial = key
             return
         self.status.clear()
+        if self._undrawn is not None and self._undrawn[0] == key:
+            self._undrawn = None
         if self._partial is not None:
             self.out.write(ERASE_LINE if self._partial == key else "\n")
             self._partial = None
@@ -246,7 +256,11 @@ class Renderer:
         if self.quiet:
             return
         if state == AgentState.STARTING:
-            if name in self._started:  # a restart seen live, or the next run in a history
+            if self.announce_runs:
+                self._end_partial()
+                self.status.note(f"{name}: run {data.get('run', '?')} starting"
+                                 + (f" ({data['reason']})" if data.get("reason") else ""))
+            elif name in self._started:  # a restart seen live, or the next run in a history
                 self.status.note(f"{name}: starting again (run {data.get('run', '?')})")
             self._started.add(name)
         elif state == AgentState.BACKOFF:
@@ -257,6 +271,14 @@ class Renderer:
         elif state == AgentState.LOST:
             self.status.note(f"{name}: lost ({data.get('reason', 'the server died')})", YELLOW)
 
+    def _waiting(self, name: str, data: dict[str, Any]) -> None:
+        """The run waits at a prompt: say so (the prompt itself is the partial line)."""
+        if self.quiet or not data.get("waiting_input"):
+            return
+        self._end_partial()
+        self.status.note(f"{name} waits for input: {data.get('prompt', '')!r} (answer with:"
+                         f" {PROG} send {name} TEXT)", YELLOW)
+
     def _end_partial(self) -> None:
         if self._partial is not None and is_tty(self.status.err) and self.redraw:
             # stderr shares the screen: finish the partial line so the note does not overwrite it
@@ -265,7 +287,13 @@ class Renderer:
             self._partial = None
 
     def finish(self) -> None:
-        """Leave the terminal on a fresh line (a partial line may still be on screen)."""
+        """Leave the terminal on a fresh line (a partial line may still be on screen); print a
+        pending prompt that was not drawn (not a terminal): it is the last thing the agent said."""
+        if self._undrawn is not None:
+            self.status.clear()
+            self.out.write(self._undrawn[1] + (RESET if self.colour and "\x1b" in self._undrawn[1] else "") + "\n")
+            self.out.flush()
+            self._undrawn = None
         if self._partial is not None:
             self.out.write("\n")
             self.out.flush()
