@@ -210,8 +210,8 @@ def test_after_ctrl_c_one_key_answers(server: Server, key: bytes, state: str, co
 
 
 def test_read_key_takes_one_key_and_restores_the_terminal() -> None:
-    """The key is read in raw mode (no Enter needed; what was typed before the question is
-    dropped) and the terminal is put back exactly as it was."""
+    """The key is read in raw mode (no Enter needed) and the terminal is put back exactly as it
+    was."""
     master, slave = pty.openpty()
 
     def type_when_raw(data: bytes) -> threading.Thread:

@@ -24,11 +24,13 @@ DETACH_KEYS = frozenset("dDnN")
 
 def answer(fd: int) -> str | None:
     """``stop`` or ``detach`` from one key press on the terminal ``fd`` (no Enter, no echo;
-    other keys are ignored, and what was typed before the question is dropped); None at end
-    of input. The terminal's settings are put back before this returns or raises."""
+    other keys are ignored); None at end of input. The terminal's settings are put back before
+    this returns or raises."""
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)  # TCSAFLUSH: typeahead does not answer a question it did not see
+        # TCSANOW, not the default TCSAFLUSH: a key pressed as the question appears, before
+        # this call, must not be thrown away.
+        tty.setraw(fd, termios.TCSANOW)
         while True:
             key = os.read(fd, 1).decode("latin-1")
             if not key:
