@@ -71,3 +71,19 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 found += [f"{path.relative_to(ROOT)}: {node.module}.{alias.name}" for alias in node.names
                           if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert found == []
+
+
+def test_every_package_is_in_setup_cfg() -> None:
+    """setup.cfg lists its packages (so that the dashboard can ship as api/web): a package of
+    supervisor/ or api/ that is not listed would be missing from the wheel."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("supervisor", "api") for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [options] packages in setup.cfg: {sorted(found - listed)}"
+    assert listed - found == {"api.web", "api.page"}, "only the mapped data folders are not code"

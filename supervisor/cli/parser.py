@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="no authentication at all: any local user can run commands "
                             "(loopback addresses only)")
     serve.add_argument("--demo", action="store_true",
-                       help="also run the demo agent (scripts/demo_agent.py), restarted when it ends")
+                       help="also run the demo agent (python -m supervisor.demo_agent), restarted when it ends")
     serve.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=commands.serve, client=False)
