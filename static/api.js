@@ -55,14 +55,14 @@ export function ensureSession(seen) {
 }
 
 /**
- * Call the API. Resolves to the parsed JSON body (null for 204); rejects with ApiError on an
- * error status (after asking for a token on 401 until one works or the user gives up) and with
- * TypeError when the server cannot be reached.
+ * Send a request, asking for a token on a 401 until one works or the user gives up; resolves
+ * to the Response (any status). Every call of the page goes through here, so the credentials
+ * are handled in one place.
  */
-export async function api(method, path, body = undefined, { signal } = {}) {
+async function send(method, path, { accept, body, signal }) {
   for (;;) {
     const seen = sessions;
-    const headers = withToken({ Accept: "application/json" });
+    const headers = withToken({ Accept: accept });
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const resp = await fetch(path, {
       method,
@@ -72,15 +72,44 @@ export async function api(method, path, body = undefined, { signal } = {}) {
       cache: "no-store",
     });
     if (resp.status === 401 && (await ensureSession(seen))) continue;
-    if (resp.status === 204) return null;
-    let data = null;
+    return resp;
+  }
+}
+
+/** The ApiError of an error answer: the server's JSON error, or the bare status. */
+async function errorOf(resp, data = undefined) {
+  if (data === undefined) {
     try {
       data = await resp.json();
     } catch {
-      /* not JSON: reported below with the status */
+      data = null; // not JSON: reported with the status
     }
-    if (resp.ok) return data;
-    const err = (data && data.error) || {};
-    throw new ApiError(resp.status, err.code || "http_error", err.message || `HTTP ${resp.status}`);
   }
+  const err = (data && data.error) || {};
+  return new ApiError(resp.status, err.code || "http_error", err.message || `HTTP ${resp.status}`);
+}
+
+/**
+ * Call the API. Resolves to the parsed JSON body (null for 204); rejects with ApiError on an
+ * error status (after asking for a token on 401 until one works or the user gives up) and with
+ * TypeError when the server cannot be reached.
+ */
+export async function api(method, path, body = undefined, { signal } = {}) {
+  const resp = await send(method, path, { accept: "application/json", body, signal });
+  if (resp.status === 204) return null;
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    /* not JSON: reported below with the status */
+  }
+  if (resp.ok) return data;
+  throw await errorOf(resp, data);
+}
+
+/** GET `path` as a Blob (a download, such as output.log); rejects like `api`. */
+export async function apiBlob(path, { signal } = {}) {
+  const resp = await send("GET", path, { accept: "*/*", signal });
+  if (resp.ok) return resp.blob();
+  throw await errorOf(resp);
 }

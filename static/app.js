@@ -2,11 +2,23 @@
 // log viewer (its own stream), input, extractions and stats. Wiring only; the logic lives in
 // ansi.js, linebuffer.js, logview.js, sse.js and api.js.
 
-import { api, ApiError, setTokenPrompt } from "./api.js";
+import { api, apiBlob, ApiError, setTokenPrompt } from "./api.js";
 import { LogView } from "./logview.js";
 import { adoptAddressBarToken } from "./session.js";
 import { StreamClient } from "./sse.js";
-import { clock, count, h, parseExtractors, shellSplit, stateLabel } from "./util.js";
+import {
+  bytes,
+  clock,
+  count,
+  duration,
+  h,
+  parseExtractors,
+  plural,
+  shellQuote,
+  shellSplit,
+  stateLabel,
+  stateSentence,
+} from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +27,8 @@ const EXTRACTIONS_LIMIT = 1000;
 const ACTIVE = new Set(["starting", "running", "stopping", "backoff"]);
 const CAN_STOP = new Set(["starting", "running", "backoff"]);
 const CAN_TYPE = new Set(["starting", "running"]);
+const RUNNING = new Set(["starting", "running", "stopping"]);
+const START_FORM_KEY = "agent-supervisor-start-form-open";
 
 /** name -> agent (the REST shape, kept current by the all-agents stream); `_seen` is the id
  * of the newest event reflected in it. */
@@ -122,7 +136,10 @@ function onGlobalEvent(env) {
     a._seen = env.id;
     a.last_event_id = env.id;
     if (env.type === "state") {
-      if (d.state === "starting") Object.assign(a, { lines: 0, extractions: 0, exit_code: null, signal: null });
+      if (d.state === "starting") {
+        Object.assign(a, { lines: 0, extractions: 0, exit_code: null, signal: null, waiting_input: false, prompt: null });
+        a.started_at = env.timestamp;
+      }
       if (d.command) a.command = d.command;
       Object.assign(a, pick(d, ["state", "run", "pid", "exit_code", "signal", "reason"]));
       if (env.agent_name === selected && d.state === "starting" && viewerStream?.state === "done") {
@@ -134,6 +151,9 @@ function onGlobalEvent(env) {
       if (d.run === a.run && !d.partial) a.lines = Math.max(a.lines || 0, d.line_num);
     } else if (env.type === "extraction") {
       if (d.run === a.run) a.extractions = (a.extractions || 0) + 1;
+    } else if (env.type === "waiting_input") {
+      a.waiting_input = d.waiting_input === true;
+      a.prompt = a.waiting_input ? d.prompt : null;
     } else {
       return;
     }
@@ -147,6 +167,9 @@ function pick(obj, keys) {
   return out;
 }
 
+/** Checks run after each change of the agents (see untilEnded); each returns true when done. */
+const endWatchers = new Set();
+
 let agentsFrame = 0;
 function scheduleAgentsRender() {
   if (!agentsFrame) {
@@ -154,6 +177,7 @@ function scheduleAgentsRender() {
       agentsFrame = 0;
       renderAgents();
       renderViewerHead();
+      for (const check of endWatchers) if (check()) endWatchers.delete(check);
     });
   }
 }
@@ -170,34 +194,62 @@ function renderAgents() {
         h("button", { type: "button", className: "agent-select", onclick: () => select(name) },
           h("span", { className: "agent-name" }, name),
           h("span", { className: "badge" }),
+          h("span", { className: "flag waiting", hidden: true }, "waiting for input"),
           h("span", { className: "agent-meta" })));
     }
     items.delete(name);
     if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
     li.classList.toggle("selected", name === selected);
+    li.classList.toggle("waiting", Boolean(a.waiting_input));
     li.dataset.state = a.state;
     setBadge(li.querySelector(".badge"), a);
-    const meta = [`run ${a.run ?? "–"}`, `${count(a.lines ?? 0)} lines`];
-    if (a.extractions) meta.push(`${count(a.extractions)} extracted`);
-    if (a.usage) meta.push(usageText(a.usage));
-    li.querySelector(".agent-meta").textContent = meta.join(" · ");
+    const waiting = li.querySelector(".flag.waiting");
+    waiting.hidden = !a.waiting_input;
+    waiting.title = a.prompt ? `Waiting at: ${a.prompt}` : "";
+    li.querySelector(".agent-meta").replaceChildren(...cardCells(a));
+    li.querySelector(".agent-select").title =
+      `run ${a.run ?? 0} · ${plural(a.extractions ?? 0, "extraction")}` + (a.origin === "config" ? " · from the config file" : "");
   });
   for (const li of items.values()) li.remove();
   $("agent-count").textContent = String(agents.size);
   $("agents-empty").hidden = agents.size > 0;
+  const waiting = [...agents.values()].filter((a) => a.waiting_input).length;
+  const badge = $("waiting-count");
+  badge.hidden = waiting === 0;
+  badge.textContent = `${waiting} waiting`;
+  $("stop-all-btn").disabled = ![...agents.values()].some((a) => CAN_STOP.has(a.state));
+  renderTitle(waiting);
 }
 
-// What the agent's whole process tree costs, from the server's sampler (GET /api/agents, /api/sse/stats).
-function usageText(u) {
-  const cpu = u.cpu_percent == null ? "–" : `${u.cpu_percent.toFixed(0)}%`;
-  return `CPU ${cpu} · ${(u.rss_bytes / 1048576).toFixed(0)} MB · ${u.processes} proc${u.processes === 1 ? "" : "s"}`;
+/** The page title: how many agents wait for input first, so it shows on a background tab. */
+function renderTitle(waiting) {
+  const base = selected ? `${selected} · agent-supervisor` : "agent-supervisor";
+  document.title = waiting ? `(${waiting} waiting) ${base}` : base;
+}
+
+// A card's figures: lines of its run, then CPU, memory, uptime and restarts: what its whole
+// process tree costs (the server's sampler, via GET /api/agents and /api/sse/stats), how long
+// its run is up, how often it ran again.
+function cardCells(a) {
+  const u = a.usage;
+  const up = u ? u.uptime_s : RUNNING.has(a.state) && a.started_at ? (Date.now() - Date.parse(a.started_at)) / 1000 : null;
+  const restarts = Math.max(0, (a.run || 0) - 1);
+  const cell = (kind, label, value, title) =>
+    h("span", { className: `cell ${kind}`, title }, label ? h("b", {}, label) : null, label ? ` ${value}` : value);
+  return [
+    cell("lines", "", plural(a.lines ?? 0, "line"), "complete lines of the current run"),
+    cell("cpu", "CPU", u && u.cpu_percent != null ? `${u.cpu_percent.toFixed(0)}%` : "–", "CPU of the whole process tree (100% = one core)"),
+    cell("mem", "", u ? bytes(u.rss_bytes) : "– MB", u ? `resident memory of ${plural(u.processes, "process", "processes")}` : "no process runs"),
+    cell("up", "up", up == null ? "–" : duration(up), "uptime of the current run"),
+    cell("restarts", "↻", String(restarts), `${plural(restarts, "restart")} (run ${a.run ?? 0})`),
+  ];
 }
 
 function setBadge(el, agent) {
-  el.dataset.state = agent.state;
-  el.textContent = stateLabel(agent);
+  el.dataset.state = agent.state || "new";
+  el.textContent = agent.state ? stateLabel(agent) : "defined";
   el.classList.toggle("bad", agent.state === "exited" && (agent.exit_code || agent.signal) ? true : false);
-  el.title = agent.reason ? `${agent.state}: ${agent.reason}` : agent.state;
+  el.title = agent.reason ? `${agent.state}: ${agent.reason}` : agent.state || "defined, not started";
 }
 
 // ---------------------------------------------------------------- the selected agent
@@ -225,11 +277,24 @@ function select(name) {
       },
       onState: (state, detail) => renderConn($("viewer-conn"), state, detail),
     },
-    { endsOnComplete: true },
+    // The replay of an agent that ran several times holds a `complete` per run: the stream is
+    // over at the one of its newest run (the server ends it there), not at the first.
+    { endsOnComplete: (env) => (env.data?.run ?? 0) >= (agents.get(name)?.run ?? 0) },
   );
   viewerStream.open();
   renderAgents();
   renderViewerHead();
+}
+
+/** Back to no agent selected (the selected one was deleted). */
+function deselect() {
+  viewerStream?.close();
+  viewerStream = null;
+  selected = null;
+  history.replaceState(null, "", location.pathname + location.search);
+  view.clear("Select an agent to see its output.");
+  extractions.clear();
+  renderConn($("viewer-conn"), "closed");
 }
 
 function onViewerEvent(env) {
@@ -243,16 +308,19 @@ function onViewerEvent(env) {
 function renderViewerHead() {
   const a = selected && agents.get(selected);
   $("viewer-title").textContent = selected || "No agent selected";
-  document.title = selected ? `${selected} · agent-supervisor` : "agent-supervisor";
+  renderTitle([...agents.values()].filter((x) => x.waiting_input).length);
   const badge = $("viewer-badge");
   badge.hidden = !a;
   if (a) setBadge(badge, a);
+  const waiting = $("viewer-waiting");
+  waiting.hidden = !(a && a.waiting_input);
+  waiting.title = a && a.prompt ? `Waiting at: ${a.prompt}` : "";
   const meta = [];
   if (a) {
     if (a.pid && ACTIVE.has(a.state)) meta.push(`pid ${a.pid}`);
     if (a.run) meta.push(`run ${a.run}`);
     if (a.profile) meta.push(`profile ${a.profile}`);
-    if (a.command) meta.push(a.command.join(" "));
+    if (a.command) meta.push(shellQuote(a.command));
   } else if (selected) {
     meta.push("not on the server (removed?)");
   }
@@ -261,12 +329,18 @@ function renderViewerHead() {
   metaEl.title = metaEl.textContent;
   $("stop-btn").disabled = !a || !CAN_STOP.has(a.state);
   $("restart-btn").disabled = !a;
+  $("download-btn").disabled = !a || !a.run;
+  const del = $("delete-btn");
+  del.disabled = !a || a.origin === "config";
+  del.title = a && a.origin === "config"
+    ? "Defined in the config file: remove it there, then run agent-supervisor reload"
+    : a && ACTIVE.has(a.state) ? "Stop the agent, then delete it and its history" : "Delete the agent and its history";
   const canType = Boolean(a && CAN_TYPE.has(a.state));
   $("input-text").disabled = !canType;
   $("input-btn").disabled = !canType;
   $("input-text").placeholder = canType
-    ? "Send a line to the agent (Enter)"
-    : a ? `The agent is ${a.state}` : "Select an agent";
+    ? a.waiting_input ? `Answer: ${a.prompt ?? ""}`.trim() : "Send a line to the agent (Enter)"
+    : a ? stateSentence(a) : "Select an agent";
 }
 
 function showNotice(text, isError = false) {
@@ -294,6 +368,91 @@ async function control(action) {
 }
 
 $("stop-btn").addEventListener("click", () => control("stop"));
+$("delete-btn").addEventListener("click", () => removeSelected());
+$("download-btn").addEventListener("click", () => downloadLog());
+$("stop-all-btn").addEventListener("click", () => stopAll());
+
+// Delete, as `agent-supervisor rm --force` and `pm2 delete` do: a running agent is stopped
+// first (the API itself refuses to delete a live one, like `supervisorctl remove`), once the
+// user has confirmed both. A config file's agent is removed in the file, not here.
+async function removeSelected() {
+  const name = selected;
+  const a = name && agents.get(name);
+  if (!a) return;
+  const live = ACTIVE.has(a.state);
+  const question = live
+    ? `${name} is ${a.state}. Stop it, then delete it and its whole history?`
+    : `Delete agent ${name} and its whole history?`;
+  if (!window.confirm(question)) return;
+  const path = `/api/agents/${encodeURIComponent(name)}`;
+  const button = $("delete-btn");
+  button.disabled = true;
+  try {
+    if (live) {
+      showNotice(`Stopping ${name}…`);
+      await api("POST", `${path}/stop`);
+      await untilEnded(name);
+    }
+    await api("DELETE", path);
+    agents.delete(name);
+    if (selected === name) deselect();
+    scheduleAgentsRender();
+    showNotice(`${name} was deleted, with its history.`);
+  } catch (err) {
+    showNotice(`delete: ${err.message}`, true);
+  } finally {
+    renderViewerHead();
+  }
+}
+
+/** Resolves once `name` is no longer active (the all-agents stream says so), or is gone. */
+function untilEnded(name) {
+  return new Promise((resolve) => {
+    const check = () => {
+      const a = agents.get(name);
+      if (a && ACTIVE.has(a.state)) return false;
+      resolve();
+      return true;
+    };
+    if (!check()) endWatchers.add(check);
+  });
+}
+
+async function stopAll() {
+  const names = [...agents.values()].filter((a) => CAN_STOP.has(a.state)).map((a) => a.name);
+  if (!names.length || !window.confirm(`Stop ${plural(names.length, "agent")}: ${names.join(", ")}?`)) return;
+  const failed = [];
+  await Promise.all(names.map(async (name) => {
+    try {
+      await api("POST", `/api/agents/${encodeURIComponent(name)}/stop`);
+    } catch (err) {
+      failed.push(`${name}: ${err.message}`);
+    }
+  }));
+  showNotice(failed.length ? `stop all: ${failed.join("; ")}` : `Stopping ${plural(names.length, "agent")}.`, failed.length > 0);
+}
+
+// The raw output (output.log and its rotated files) as a file: fetched with the page's
+// credentials, then handed to the browser as a download.
+async function downloadLog() {
+  const name = selected;
+  if (!name) return;
+  const button = $("download-btn");
+  button.disabled = true;
+  try {
+    const blob = await apiBlob(`/api/agents/${encodeURIComponent(name)}/output.log`);
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: `${name}-output.log`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (err) {
+    showNotice(`download: ${err.message}`, true);
+  } finally {
+    renderViewerHead();
+  }
+}
 $("restart-btn").addEventListener("click", () => control("restart"));
 $("viewer-conn").querySelector(".conn-retry").addEventListener("click", () => viewerStream?.retry());
 $("filter").addEventListener("input", (e) => view.setFilter(e.target.value));
@@ -367,6 +526,29 @@ const extractions = {
 // ---------------------------------------------------------------- start form
 
 const form = $("start-form");
+const startPanel = $("start-panel");
+
+// The start form folds away so more agents fit; open when there is none yet, else as the user
+// left it (kept per browser).
+function initStartPanel(agentCount) {
+  let saved = null;
+  try {
+    saved = localStorage.getItem(START_FORM_KEY);
+  } catch {
+    /* storage disabled: the default below */
+  }
+  startPanel.open = saved === null ? agentCount === 0 : saved === "1";
+  let shown = startPanel.open; // the toggle event of this very assignment is not the user's
+  startPanel.addEventListener("toggle", () => {
+    if (startPanel.open === shown) return;
+    shown = startPanel.open;
+    try {
+      localStorage.setItem(START_FORM_KEY, startPanel.open ? "1" : "0");
+    } catch {
+      /* storage disabled: not remembered */
+    }
+  });
+}
 
 form.profile.addEventListener("input", () => {
   $("command-label").textContent = form.profile.value.trim() ? "Arguments" : "Command";
@@ -444,6 +626,7 @@ async function start() {
   } catch (err) {
     renderConn($("global-conn"), "error", err.message);
   }
+  initStartPanel(agents.size);
   globalStream = new StreamClient(
     "/api/stream",
     {

@@ -14,8 +14,8 @@ export const DEFAULT_LIMIT = 5000;
  *
  * A `log` event whose key is already present replaces that row (a partial line being
  * completed or redrawn) unless the event is older than the one shown. Rows keep insertion
- * order; a row from a new run is preceded by a separator row. A row's `el` slot belongs to the
- * view.
+ * order; the rows of each run are preceded by a separator row (see `lead`). A row's `el`
+ * slot belongs to the view.
  */
 export class LineBuffer {
   constructor(limit = DEFAULT_LIMIT) {
@@ -61,8 +61,11 @@ export class LineBuffer {
       if (existing.el) this._updated.add(existing);
       return existing;
     }
-    if (this.lastRun !== null && d.run !== this.lastRun) {
-      this._push({ key: `sep:${d.run}`, kind: "sep", run: d.run, id: event.id, el: null });
+    if (d.run !== this.lastRun && !this.rows.has(`sep:${d.run}`)) {
+      // The first run's separator is `lead`: the view shows it only under a filter, where the
+      // lines of several runs (each numbered from 1) need saying which run they are from.
+      const lead = this.lastRun === null;
+      this._push({ key: `sep:${d.run}`, kind: "sep", lead, run: d.run, id: event.id, el: null });
     }
     if (d.run !== this.lastRun) this.lastStyle = PLAIN;
     this.lastRun = d.run;
@@ -88,7 +91,7 @@ export class LineBuffer {
       const oldest = this.rows.values().next().value;
       this.rows.delete(oldest.key);
       oldest.gone = true;
-      this.evictedTotal++;
+      if (oldest.kind === "log") this.evictedTotal++; // lines dropped; a separator is none
       if (oldest.el) this._removed.push(oldest);
     }
     // A tab in the background gets no animation frames: keep the pending list bounded too.

@@ -24,6 +24,7 @@ export class LogView {
     this._frame = 0;
     this._autoTop = 0;
     this._digits = 4;
+    this._matchedRuns = new Set(); // under a filter: the runs with a matching line
     els.scroller.addEventListener("scroll", () => this._onScroll(), { passive: true });
     els.resume.addEventListener("click", () => this.resumeFollow());
     this._renderPlaceholder();
@@ -32,6 +33,7 @@ export class LogView {
   /** Empty the view; `emptyText` is what the placeholder says until the first line. */
   clear(emptyText = "Waiting for output…") {
     this.buffer.clear();
+    this._matchedRuns.clear();
     this.emptyText = emptyText;
     this.follow = true;
     this.unseen = 0;
@@ -47,19 +49,40 @@ export class LogView {
     const needle = text.trim().toLowerCase();
     if (needle === this.filter) return;
     this.filter = needle;
+    // A run's separator stays while any of its lines match: line numbers start again with each
+    // run, and the separator says which run a line is from.
+    this._matchedRuns.clear();
     for (const row of this.buffer.rows.values()) {
-      if (row.el) row.el.hidden = !rowMatches(row, needle);
+      if (row.kind === "log" && rowMatches(row, needle)) this._matchedRuns.add(row.run);
+    }
+    for (const row of this.buffer.rows.values()) {
+      if (row.el) row.el.hidden = !this._visible(row);
     }
     this._renderPlaceholder();
     this._renderStatus();
     if (this.follow) this._scrollToBottom();
   }
 
+  /** Scroll to the newest line and follow again. */
   resumeFollow() {
     this.follow = true;
     this.unseen = 0;
     this._scrollToBottom();
     this._renderResume();
+  }
+
+  /** Is `row` shown under the current filter? A separator is while its run has a match. */
+  _visible(row) {
+    if (!this.filter) return !row.lead;
+    return row.kind === "sep" ? this._matchedRuns.has(row.run) : rowMatches(row, this.filter);
+  }
+
+  /** Under a filter, a log row that matches (new or rewritten) brings its run's separator back. */
+  _noteMatch(row) {
+    if (!this.filter || row.kind !== "log" || !rowMatches(row, this.filter) || this._matchedRuns.has(row.run)) return;
+    this._matchedRuns.add(row.run);
+    const sep = this.buffer.rows.get(`sep:${row.run}`);
+    if (sep && sep.el) sep.el.hidden = false;
   }
 
   _schedule() {
@@ -76,7 +99,13 @@ export class LogView {
       row.el.remove();
       row.el = null;
     }
-    for (const row of updated) fillRow(row.el, row);
+    for (const row of updated) {
+      fillRow(row.el, row);
+      if (this.filter) {
+        this._noteMatch(row);
+        row.el.hidden = !this._visible(row); // a partial line completed may match now, or not
+      }
+    }
     if (added.length) {
       // Widen the line-number gutter for every row at once when the numbers get longer.
       const last = added[added.length - 1];
@@ -88,7 +117,8 @@ export class LogView {
       const frag = document.createDocumentFragment();
       for (const row of added) {
         row.el = makeRow(row);
-        if (this.filter) row.el.hidden = !rowMatches(row, this.filter);
+        this._noteMatch(row);
+        row.el.hidden = !this._visible(row);
         frag.appendChild(row.el);
       }
       lines.appendChild(frag);
@@ -131,17 +161,21 @@ export class LogView {
   }
 
   _anyVisible() {
-    for (const row of this.buffer.rows.values()) if (rowMatches(row, this.filter)) return true;
+    for (const row of this.buffer.rows.values()) if (row.kind === "log" && rowMatches(row, this.filter)) return true;
     return false;
   }
 
   _renderStatus() {
-    const n = this.buffer.size;
+    let n = 0;
+    let shown = 0;
+    for (const row of this.buffer.rows.values()) {
+      if (row.kind !== "log") continue; // run separators are not lines
+      n++;
+      if (this.filter && rowMatches(row, this.filter)) shown++;
+    }
     let text = `${n.toLocaleString("en-US")} line${n === 1 ? "" : "s"}`;
     if (this.filter) {
-      let shown = 0;
-      for (const row of this.buffer.rows.values()) if (rowMatches(row, this.filter)) shown++;
-      text = `${shown.toLocaleString("en-US")} of ${text} match`;
+      text = `${shown.toLocaleString("en-US")} of ${text} match${shown === 1 ? "es" : ""}`;
     }
     if (this.buffer.evictedTotal) {
       text += ` (oldest ${this.buffer.evictedTotal.toLocaleString("en-US")} dropped)`;

@@ -20,6 +20,7 @@ const EVENT_TYPES = new Set([
   "complete",
   "agent_added",
   "agent_removed",
+  "waiting_input",
 ]);
 
 /** EventSource's default delay, used until the server says `retry:`. */
@@ -29,7 +30,9 @@ export class StreamClient {
   /**
    * @param {string} path  the stream's path, e.g. `/api/agents/x/stream`
    * @param {object} handlers  `onEvent(envelope)`, `onReset(data)`, `onState(state, detail)`
-   * @param {object} options  `endsOnComplete`: the agent stream ends after `complete`;
+   * @param {object} options  `endsOnComplete`: the agent stream ends after `complete`: true,
+   *   or a function of the `complete` envelope saying whether it is the last one (the replay of
+   *   an agent that ran several times has one per run, and only the newest run's ends it);
    *   `lastEventId`: resume after this id
    */
   constructor(path, handlers, { endsOnComplete = false, lastEventId = 0 } = {}) {
@@ -181,7 +184,8 @@ export class StreamClient {
     }
     if (id) this.lastId = id;
     this.handlers.onEvent(data);
-    return data.type === "complete" && this.endsOnComplete;
+    if (data.type !== "complete") return false;
+    return typeof this.endsOnComplete === "function" ? Boolean(this.endsOnComplete(data)) : this.endsOnComplete;
   }
 
   // Wait the server's retry delay before reconnecting; false if closed meanwhile.

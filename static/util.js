@@ -117,3 +117,67 @@ export function h(tag, props = {}, ...children) {
   }
   return el;
 }
+
+/**
+ * An argv as a shell would need it typed: words with only safe characters as they are, the
+ * rest in single quotes (a ' inside becomes '\''), an empty word as ''.
+ * ["echo", "quoted arg"] -> "echo 'quoted arg'".
+ */
+export function shellQuote(argv) {
+  return argv
+    .map((word) => {
+      const text = String(word);
+      if (text === "") return "''";
+      if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)) return text;
+      return `'${text.replace(/'/g, "'\\''")}'`;
+    })
+    .join(" ");
+}
+
+/** "1 line", "2 lines", "1,234 lines": a count with its noun, in the right number. */
+export function plural(n, one, many = `${one}s`) {
+  return `${count(n)} ${n === 1 ? one : many}`;
+}
+
+/** 5 -> "5s", 192 -> "3m12s", 7384 -> "2h03m", 200000 -> "2d07h": how long, compactly. */
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "–";
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
+  const hours = Math.floor(m / 60);
+  if (hours < 48) return `${hours}h${String(m % 60).padStart(2, "0")}m`;
+  return `${Math.floor(hours / 24)}d${String(hours % 24).padStart(2, "0")}h`;
+}
+
+/** 48234496 -> "46 MB", 900000 -> "879 KB": memory as people read it (binary units). */
+export function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${Math.round(n / 1024)} KB`;
+  if (n < 1024 * 1024 * 1024) return `${Math.round(n / 1048576)} MB`;
+  return `${(n / 1073741824).toFixed(1)} GB`;
+}
+
+/** What an agent's state means for the input field: "The agent has exited", ... */
+export function stateSentence(agent) {
+  switch (agent.state) {
+    case "starting":
+      return "The agent is starting";
+    case "running":
+      return "The agent is running";
+    case "stopping":
+      return "The agent is stopping";
+    case "backoff":
+      return "The agent waits to restart";
+    case "exited":
+      return "The agent has exited";
+    case "failed":
+      return "The agent could not start";
+    case "lost":
+      return "The agent was lost with the previous server";
+    default:
+      return "The agent has not run yet";
+  }
+}

@@ -193,13 +193,13 @@ def test_line_buffer_replaces_partials_and_stays_bounded(static_page: Page) -> N
         const first = b.takeChanges();
         log(4, 1, 2, 'two'); log(5, 1, 3, 'three'); log(6, 2, 1, 'run two');
         return {
-          stale, firstAdded: first.added.map((r) => [r.key, r.plain, r.partial]),
+          stale, firstAdded: first.added.map((r) => [r.key, r.kind === 'sep' ? r.lead : r.plain, r.partial ?? null]),
           keys: [...b.rows.keys()], evicted: b.evictedTotal, size: b.size,
         };""",
     )
     assert got == {
         "stale": None,
-        "firstAdded": [["1:1", "Continue? [y/N] y", False]],
+        "firstAdded": [["sep:1", True, None], ["1:1", "Continue? [y/N] y", False]],
         "keys": ["1:3", "sep:2", "2:1"],
         "evicted": 2,
         "size": 3,
@@ -338,6 +338,8 @@ def test_start_form_shows_the_servers_error_message(page: Page, make_server: Cal
 def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, server: Server) -> None:
     """An agent started from the form and stopped with the Stop button ends up exited in the list and header."""
     open_dashboard(page, server.url, token=server.token)
+    if page.locator("#start-panel").get_attribute("open") is None:
+        page.click("#start-panel summary")  # folded: this module's server has agents already
     page.fill("#start-form [name=name]", "sleeper")
     page.fill(
         "#start-form [name=command]",
@@ -366,23 +368,11 @@ def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -
     expect(page.locator("#restart-btn")).to_be_enabled()
 
     page.click("#restart-btn")
-    expect(page.locator("#term-lines .row.sep")).to_have_text("run 2")
+    expect(page.locator("#term-lines .row.sep:not([hidden])")).to_have_text("run 2")
     expect(page.locator("#term-lines .row.log")).to_have_count(2)
     expect(page.locator("#viewer-conn")).to_have_attribute("data-state", "done")
-    expect(agent_item(page, "again").locator(".agent-meta")).to_contain_text("run 2")
+    expect(agent_item(page, "again").locator(".cell.restarts")).to_have_attribute("title", "1 restart (run 2)")
     assert [t for _, t in log_rows(page)] == ["hello from a run", "hello from a run"]
-
-
-@pytest.mark.slow
-def test_agent_card_shows_what_its_processes_cost(page: Page, server: Server) -> None:
-    """The card of a running agent shows its tree's CPU, memory and process count, live from
-    the stats the page polls; they go once it has stopped."""
-    server.create(name="tree", command=["sh", "-c", "sleep 60 & sleep 60 & wait"])
-    open_dashboard(page, server.url, token=server.token)
-    meta = agent_item(page, "tree").locator(".agent-meta")
-    expect(meta).to_contain_text(re.compile(r"CPU (\d+%|–) · \d+ MB · 3 procs"))
-    assert server.request("POST", "/api/agents/tree/stop").status == 202
-    expect(meta).not_to_contain_text("procs")
 
 
 def test_refused_stream_shows_the_error_and_retry_recovers(page: Page, server: Server) -> None:
