@@ -48,4 +48,5 @@ if ! wait "$smoke"; then
   exit 1
 fi
 tail -n 1 "$CI_OUTPUT_DIR/test_sse.log"  # "all SSE smoke tests passed"
+echo "test: screenshots and logs go to $CI_OUTPUT_DIR" >&2
 .venv/bin/pytest "$@"      # last, so that its summary is the closing line

@@ -139,6 +139,7 @@ function onGlobalEvent(env) {
       if (d.state === "starting") {
         Object.assign(a, { lines: 0, extractions: 0, exit_code: null, signal: null, waiting_input: false, prompt: null });
         a.started_at = env.timestamp;
+        a.usage = null; // the last run's figures; the uptime counts from started_at until the next poll
       }
       if (d.command) a.command = d.command;
       Object.assign(a, pick(d, ["state", "run", "pid", "exit_code", "signal", "reason"]));
@@ -419,8 +420,9 @@ function untilEnded(name) {
 }
 
 async function stopAll() {
-  const names = [...agents.values()].filter((a) => CAN_STOP.has(a.state)).map((a) => a.name);
-  if (!names.length || !window.confirm(`Stop ${plural(names.length, "agent")}: ${names.join(", ")}?`)) return;
+  const names = [...agents.values()].filter((a) => CAN_STOP.has(a.state)).map((a) => a.name).sort();
+  const listed = names.length > 10 ? `${names.slice(0, 10).join(", ")} and ${names.length - 10} more` : names.join(", ");
+  if (!names.length || !window.confirm(`Stop ${plural(names.length, "agent")}: ${listed}?`)) return;
   const failed = [];
   await Promise.all(names.map(async (name) => {
     try {
