@@ -80,7 +80,7 @@ def test_the_wheel_serves_the_dashboard_the_test_page_and_the_demo(tmp_path: Pat
 
     server = subprocess.Popen(
         [str(venv / "bin" / "agent-supervisor"), "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
-         "--demo", "--token", "wheel-token"],
+         "--demo", "--token", "wheel-test-token-0123456789"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -91,7 +91,7 @@ def test_the_wheel_serves_the_dashboard_the_test_page_and_the_demo(tmp_path: Pat
         assert script.status == 200 and b"StreamClient" in script.body
         test_page = http(url, "GET", "/test_sse.html")
         assert test_page.status == 200 and b"test_sse.js" in test_page.body
-        auth = {"Authorization": "Bearer wheel-token"}
+        auth = {"Authorization": "Bearer wheel-test-token-0123456789"}
 
         def demo_lines() -> bool:
             events = http(url, "GET", "/api/agents/demo/events?limit=10000", headers=auth).json()["events"]
