@@ -74,7 +74,8 @@ async function run(s) {
       parser.feed(decoder.decode(), true);
     } catch (err) {
       if (s.stopped) return;
-      if (!s.complete) note(`connection lost: ${err.message}`);
+      note(`connection lost: ${err.message}`);
+      s.complete = false; // cut short, maybe before the last run's complete: ask for the rest
     }
     if (s.stopped) return;
     if (s.complete) {
@@ -146,10 +147,10 @@ function onFrame(s, frame) {
     addItem("states", time, `${payload.agent_name}: ${d.state}`, "", extra, "state");
   } else if (type === "complete") {
     if (s.path !== "/api/stream") {
-      // The agent is done for good: the server ends the response; stop reading either way
-      // (and do not reconnect: it would only answer 204).
+      // The server ends the response after the complete of an agent that is done: then do not
+      // reconnect (it would only answer 204). Read on until it does: the history of an agent
+      // that ran several times has a complete per run, and the runs after the first follow.
       s.complete = true;
-      queueMicrotask(() => s.controller && s.controller.abort());
     }
     addItem("states", time, `${payload.agent_name}: complete`, d.state, `exit ${d.exit_code ?? "–"} · ${d.lines} lines · ${d.extractions} extractions · ${d.duration_s} s`, "state");
   } else if (type === "error") {

@@ -699,6 +699,21 @@ def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server,
     expect(page.locator("#count-lines")).to_have_text("10")
 
 
+def test_sse_test_page_shows_every_run_of_an_agent_that_ran_several(page: Page, server: Server) -> None:
+    """An ended agent's history holds a complete per run: the test page reads on past the first
+    to the last run's, and stops there without reconnecting."""
+    server.create(name="tp-runs", command=python_agent("for i in range(300): print(f'line {i} ' + 'x' * 80)"))
+    wait_complete(server, "tp-runs")
+    assert server.request("POST", "/api/agents/tp-runs/restart").status == 202
+    wait_for(lambda: (lambda a: a["run"] == 2 and a["state"] == "exited")(server.get("/api/agents/tp-runs")),
+             15, 0.05, "run 2 to end")
+    page.goto(server.url + f"/test_sse.html?token={server.token}&agent=tp-runs&connect=1&limit=50")
+    expect(page.locator("#status")).to_have_attribute("data-state", "done")
+    expect(page.locator("#states .item .k", has_text=re.compile("^tp-runs: complete$"))).to_have_count(2)
+    expect(page.locator("#count-lines")).to_have_text("600")
+    expect(page.locator("#count-reconnects")).to_have_text("0")
+
+
 def test_sse_test_page_resumes_with_last_event_id(
     page: Page, make_server: Callable[..., Server], proxy_to: Callable[..., Any]
 ) -> None:
