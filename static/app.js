@@ -207,7 +207,13 @@ function renderAgents() {
     const waiting = li.querySelector(".flag.waiting");
     waiting.hidden = !a.waiting_input;
     waiting.title = a.prompt ? `Waiting at: ${a.prompt}` : "";
-    li.querySelector(".agent-meta").replaceChildren(...cardCells(a));
+    // Rebuilt only when a figure changed: a flood of lines re-renders the list every frame.
+    const cells = cardCells(a);
+    const key = cells.flat().join("\u0000");
+    if (li._cells !== key) {
+      li._cells = key;
+      li.querySelector(".agent-meta").replaceChildren(...cells.map(renderCell));
+    }
     li.querySelector(".agent-select").title =
       `run ${a.run ?? 0} · ${plural(a.extractions ?? 0, "extraction")}` + (a.origin === "config" ? " · from the config file" : "");
   });
@@ -228,22 +234,25 @@ function renderTitle(waiting) {
   document.title = waiting ? `(${waiting} waiting) ${base}` : base;
 }
 
-// A card's figures: lines of its run, then CPU, memory, uptime and restarts: what its whole
-// process tree costs (the server's sampler, via GET /api/agents and /api/sse/stats), how long
-// its run is up, how often it ran again.
+// A card's figures, as [kind, label, value, title]: lines of its run, then CPU, memory, uptime
+// and restarts: what its whole process tree costs (the server's sampler, via GET /api/agents
+// and /api/sse/stats), how long its run is up, how often it ran again (every restart, as PM2's
+// counter; the API's `restarts` counts only those in a row by the policy).
 function cardCells(a) {
   const u = a.usage;
   const up = u ? u.uptime_s : RUNNING.has(a.state) && a.started_at ? (Date.now() - Date.parse(a.started_at)) / 1000 : null;
   const restarts = Math.max(0, (a.run || 0) - 1);
-  const cell = (kind, label, value, title) =>
-    h("span", { className: `cell ${kind}`, title }, label ? h("b", {}, label) : null, label ? ` ${value}` : value);
   return [
-    cell("lines", "", plural(a.lines ?? 0, "line"), "complete lines of the current run"),
-    cell("cpu", "CPU", u && u.cpu_percent != null ? `${u.cpu_percent.toFixed(0)}%` : "–", "CPU of the whole process tree (100% = one core)"),
-    cell("mem", "", u ? bytes(u.rss_bytes) : "– MB", u ? `resident memory of ${plural(u.processes, "process", "processes")}` : "no process runs"),
-    cell("up", "up", up == null ? "–" : duration(up), "uptime of the current run"),
-    cell("restarts", "↻", String(restarts), `${plural(restarts, "restart")} (run ${a.run ?? 0})`),
+    ["lines", "", plural(a.lines ?? 0, "line"), "complete lines of the current run"],
+    ["cpu", "CPU", u && u.cpu_percent != null ? `${u.cpu_percent.toFixed(0)}%` : "–", "CPU of the whole process tree (100% = one core)"],
+    ["mem", "", u ? bytes(u.rss_bytes) : "– MB", u ? `resident memory of ${plural(u.processes, "process", "processes")}` : "no process runs"],
+    ["up", "up", up == null ? "–" : duration(up), "uptime of the current run"],
+    ["restarts", "↻", String(restarts), `${plural(restarts, "restart")} (run ${a.run ?? 0})`],
   ];
+}
+
+function renderCell([kind, label, value, title]) {
+  return h("span", { className: `cell ${kind}`, title }, label ? h("b", {}, label) : null, label ? ` ${value}` : value);
 }
 
 function setBadge(el, agent) {
