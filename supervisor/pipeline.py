@@ -45,7 +45,7 @@ class OutputPipeline:
         # The extraction caps: per extractor and per line (amplification is bounded, and said so).
         self._per_extractor = max_matches_per_line
         self._per_line = max_extractions_per_line
-        self._splitter = LineSplitter(max_line_length)
+        self._splitter = LineSplitter(max_line_length, cols, rows)
         self._echo = EchoTracker()
         self._responder = TerminalResponder(cols, rows)
         self._shown_partial: int | None = None  # line_num of a partial line not yet completed
@@ -72,9 +72,12 @@ class OutputPipeline:
 
     def partial(self, now: float) -> list[Output]:
         """The pending line as a partial ``log`` event, if it is visible and changed since the
-        last call (see :meth:`~supervisor.lines.LineSplitter.partial`)."""
-        line = self._splitter.partial()
+        last call (see :meth:`~supervisor.lines.LineSplitter.partial`), and lines being redrawn
+        in place as they are now."""
         out: list[Output] = []
+        for redrawn in self._splitter.redrawn():
+            self._line(redrawn, now, out)
+        line = self._splitter.partial()
         if line is not None:
             self._line(line, now, out)
         return out
@@ -106,11 +109,12 @@ class OutputPipeline:
 
     def resize(self, cols: int, rows: int) -> None:
         self._responder.resize(cols, rows)
+        self._splitter.resize(cols, rows)
 
     # -- one line ----------------------------------------------------------------------------
 
     def _line(self, line: Line, now: float, out: list[Output]) -> None:
-        echoed = 0 if line.partial else self._echo.match(line, now)
+        echoed = 0 if line.partial or line.redraw else self._echo.match(line, now)
         data: dict[str, Any] = {"line": line.text, "line_num": line.line_num, "stream": "stdout", "run": self.run}
         if line.plain is not line.text and line.plain != line.text:
             data["plain"] = line.plain
@@ -118,11 +122,18 @@ class OutputPipeline:
             data["partial"] = True
         if line.continuation:
             data["continuation"] = True
+        if line.redraw:
+            data["redraw"] = True
         if echoed:
             data["echo"] = echoed
         out.append((events.LOG, data))
         if line.partial:
             self._shown_partial = line.line_num
+            return
+        if line.redraw:
+            # Drawn again in place: not one more line, and no value for an earlier match; its
+            # new text may hold new facts.
+            self._extract(line.plain, line.line_num, out)
             return
         if line.line_num == self._shown_partial:
             self._shown_partial = None
@@ -134,15 +145,18 @@ class OutputPipeline:
             awaiting, self._awaiting = self._awaiting, []
             for found, line_num in awaiting:
                 self._extraction(found, line_num, text.strip(), line.line_num, out)
+        self._extract(text, line.line_num, out)
+
+    def _extract(self, text: str, line_num: int, out: list[Output]) -> None:
         if not text or not len(self.extractors):
             return
         scan = self.extractors.scan_capped(text, self._per_extractor, self._per_line)
         self.extractions_cut += scan.cut
         for found in scan.found:
             if found.value:
-                self._extraction(found, line.line_num, found.value, None, out)
+                self._extraction(found, line_num, found.value, None, out)
             else:
-                self._awaiting.append((found, line.line_num))
+                self._awaiting.append((found, line_num))
 
     def _extraction(self, found: Extraction, line_num: int, value: str, value_line: int | None,
                     out: list[Output]) -> None:

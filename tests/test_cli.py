@@ -6,8 +6,10 @@ a traceback. Waits have deadlines; nothing sleeps to synchronise.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from supervisor.cli.render import Renderer, Status
 
 from support import ROOT
 from support.cli import CLI_TIMEOUT, LiveCli, cli, cli_env, cli_here, one_line_error
@@ -620,3 +624,45 @@ def test_smoke_script(server: Server) -> None:
                            capture_output=True, text=True, timeout=60,
                            env=cli_env(AGENT_SUPERVISOR_DATA_DIR=str(server.data_dir)))
     assert found.returncode == 0, found.stdout + found.stderr
+
+
+# --------------------------------------------------------------------------- redrawn lines
+
+
+class _Terminal(io.StringIO):
+    """Output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _log(num: int, text: str, redraw: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {"line": text, "line_num": num, "run": 1, "stream": "stdout"}
+    if redraw:
+        data["redraw"] = True
+    return {"type": "log", "agent_name": "a", "data": data}
+
+
+def test_a_redrawn_line_is_redrawn_in_place_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal a redraw goes up to the row of its line, rewrites it and comes back; past
+    the screen's height, or over a row that wrapped, it is printed again instead; in a pipe it
+    is printed again. Redraws are not counted as lines."""
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=(80, 24): os.terminal_size((20, 5)))
+    tty = _Terminal()
+    renderer = Renderer(tty, Status(io.StringIO()), colour=False)
+    for envelope in (_log(1, "deps"), _log(2, "fetch 10%"), _log(2, "fetch 60%", True)):
+        renderer.envelope(envelope)
+    assert tty.getvalue() == "deps\nfetch 10%\n\x1b7\x1b[1A\r\x1b[2Kfetch 60%\x1b8"
+    for num in range(3, 8):
+        renderer.envelope(_log(num, f"line {num}"))
+    renderer.envelope(_log(1, "deps done", True))  # 7 rows up: off a 5-row screen
+    assert tty.getvalue().endswith("line 7\ndeps done\n") and renderer.lines == 7
+    renderer.envelope(_log(8, "x" * 30))  # two rows on a 20-column terminal
+    renderer.envelope(_log(7, "line 7 again", True))
+    assert tty.getvalue().endswith("x" * 30 + "\nline 7 again\n")
+
+    pipe = io.StringIO()
+    piped = Renderer(pipe, Status(io.StringIO()), colour=False)
+    for envelope in (_log(1, "fetch 10%"), _log(1, "fetch 60%", True)):
+        piped.envelope(envelope)
+    assert pipe.getvalue() == "fetch 10%\nfetch 60%\n"

@@ -471,3 +471,178 @@ def test_max_line_length_must_be_positive() -> None:
     """A splitter that could never hold a character is refused."""
     with pytest.raises(ValueError):
         LineSplitter(0)
+
+
+# -- cell widths (wcwidth) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("日本語abc\rXY\n", "XY本語abc"),  # XY covers the two cells of 日
+        ("日本語abc\rX\n", "X 本語abc"),  # the right half of 日 is left blank
+        ("e\u0301\rE\n", "E"),  # the accent belonged to the cell that E replaced
+        ("cafe\u0301!\rCAFE\n", "CAFE!"),
+        ("日本\x1b[1D\x1b[1DX\n", "日X"),  # a cursor move counts cells: X lands on 本
+        ("x日本\r\x1b[2CZ\n", "x Z本"),  # writing over the right half blanks the left
+        ("日本語\r\x1b[1C\x1b[2P\n", "  語"),  # deleting inside a wide character
+        ("日本語\r\x1b[1C\x1b[1@\n", "   本語"),  # inserting inside one
+        ("ab日\x1b[2D\x1b[K\n", "ab"),
+        ("🙂x\r\x1b[2Cy\n", "🙂y"),
+        ("a\u200bb\rA\n", "Ab"),  # a zero-width space joined the cell that A replaced
+    ],
+)
+def test_wide_and_combining_characters_take_their_cells(data: str, expected: str, chunking: str) -> None:
+    """Redraws and cursor moves count cells as a terminal does (wcwidth): a wide character
+    takes two, a combining one none, and overwriting half of a wide character blanks it."""
+    check(data.encode(), chunking, [expected])
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_colours_of_wide_characters_stay_with_them(chunking: str) -> None:
+    """A redrawn line with wide characters keeps each one's colour, without the hidden half."""
+    for chunks in variants("\x1b[31m日\x1b[0m本x\r\x1b[4CY\n".encode(), chunking):
+        assert texts(run(chunks)) == ["\x1b[31m日\x1b[0m本Y"]
+
+
+def test_a_cut_never_separates_a_wide_character_from_its_half() -> None:
+    """A redrawn line cut at max_line_length cuts between characters, not inside one."""
+    lines = run(["ab日本語\rx\n".encode()], max_line_length=3)
+    assert [(line.plain, line.continuation) for line in lines] == [
+        ("ab", False), ("日", True), ("本", True), ("x", True)]  # x over 語 blanks its half
+    one = run(["日本\rx\n".encode()], max_line_length=1)
+    assert [line.plain for line in one] == ["日", "本", "x"]  # a piece of one cell takes both halves
+
+
+# -- mode escapes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x1b[?25lCollecting x\r\n\x1b[?25hSuccessfully installed x\r\n",  # pip
+        b"\x1b[?2004h\x1b[>7u\x1b[?u\x1b[>4;0m\x1b=Collecting x\x1b[?1h\r\n"
+        b"Successfully installed x\x1b[4h\x1b[2 q\x1b>\x1b[?2004l\r\n",
+        b"\x1b[?25l\rCollecting x\r\n\x1b[?25h\rSuccessfully installed x\r\n",  # the redraw path
+    ],
+)
+def test_mode_escapes_leave_no_trace(data: bytes, chunking: str) -> None:
+    """Cursor visibility, bracketed paste, keyboard protocols, keypad and cursor style
+    sequences are not kept in a line's text (pip's stray ESC[?25h)."""
+    for chunks in variants(data, chunking):
+        lines = run(chunks)
+        assert texts(lines) == ["Collecting x", "Successfully installed x"]
+
+
+def test_colours_stay_when_mode_escapes_go() -> None:
+    """Only the mode escapes go: a line kept as printed keeps its colours byte for byte."""
+    line = run([b"\x1b[?25h\x1b[1;32mok\x1b[0m done\x1b[?25l\n"])[0]
+    assert (line.text, line.plain) == ("\x1b[1;32mok\x1b[0m done", "ok done")
+
+
+# -- cursor-up redraws ---------------------------------------------------------------------------
+
+
+def shown(lines: Iterable[Line]) -> dict[int, str]:
+    """What a consumer shows: one row per line number, the newest version of each."""
+    rows: dict[int, str] = {}
+    for line in lines:
+        if not line.partial:
+            rows[line.line_num] = line.plain
+    return rows
+
+
+def check_redraw(data: bytes, chunking: str, final: dict[int, str], redraws: list[tuple[int, str]],
+                 rows: int = 24) -> None:
+    """Every chunking gives the same lines, the redraws ``redraws`` (number, text) among them,
+    and shows ``final``."""
+    for chunks in variants(data, chunking):
+        splitter = LineSplitter(cols=80, rows=rows)
+        lines = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.finish()
+        assert shown(lines) == final, chunks
+        assert [(line.line_num, line.plain) for line in lines if line.redraw] == redraws, chunks
+        assert sorted(line.line_num for line in lines if not line.redraw) == list(range(1, len(final) + 1))
+
+
+#: log-update (ink, listr): erase the previous frame going up, then write the next one.
+ERASE_3 = b"\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[G"
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_a_log_update_frame_replaces_the_lines_it_redraws(chunking: str) -> None:
+    """Erasing the last lines going up and drawing them again replaces them: the same line
+    numbers, marked redraw, and no new lines."""
+    data = b"build\n  a: 0%\n  b: 0%\n" + ERASE_3 + b"build\n  a: 50%\n  b: 10%\n" + ERASE_3 + b"build\n  a: 100%\n  b: 100%\n"
+    check_redraw(data, chunking, {1: "build", 2: "  a: 100%", 3: "  b: 100%"},
+                 [(2, "  a: 50%"), (3, "  b: 10%"), (2, "  a: 100%"), (3, "  b: 100%")])
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_cursor_up_then_overwrite_replaces_one_line(chunking: str) -> None:
+    """``ESC[1A`` and new text over the last line (npm's tree, a status line) replace it;
+    the column is kept, as on a terminal."""
+    check_redraw(b"fetch a\nfetch b\n\x1b[1A\x1b[7Cdone\n", chunking, {1: "fetch a", 2: "fetch b..."[:7] + "done"},
+                 [(2, "fetch bdone")])
+    check_redraw(b"one\ntwo\n\x1b[2F\x1b[32mONE\x1b[0m\x1b[1ETWO\x1b[1E", chunking, {1: "ONE", 2: "TWO"},
+                 [(1, "ONE"), (2, "TWO")])
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_a_shorter_frame_leaves_blank_lines(chunking: str) -> None:
+    """A frame of fewer lines than the last leaves the rest erased, as the terminal does;
+    erasing down (ED 0) from a line being redrawn erases the lines below it too."""
+    check_redraw(b"a\nb\nc\n" + ERASE_3 + b"a\nb\n", chunking, {1: "a", 2: "b", 3: ""}, [(3, "")])
+    check_redraw(b"x\ny\n\x1b[2A\x1b[Jnew1\nnew2\nnew3\n", chunking, {1: "new1", 2: "new2", 3: "new3"},
+                 [(1, "new1"), (2, "new2")])
+
+
+def test_an_unchanged_redraw_emits_nothing() -> None:
+    """A frame drawn again as it was (a UI redrawing at 10 Hz) gives no events."""
+    splitter = LineSplitter()
+    assert len(splitter.feed(b"a\nb\nc\n")) == 3
+    for _ in range(5):
+        assert splitter.feed(ERASE_3 + b"a\nb\nc\n") == []
+    assert splitter.finish() == [] and splitter.lines_emitted == 3
+
+
+def test_redrawn_shows_lines_the_cursor_is_still_on() -> None:
+    """A redraw that ends with the cursor up (no newline after it) is handed out by
+    redrawn(), and again only when it changes; finish() ends it."""
+    splitter = LineSplitter()
+    splitter.feed(b"a\nworking\n\x1b[1A\rworking 50%")
+    assert splitter.partial() is None  # nothing pending below: the cursor is up on line 2
+    assert [(line.line_num, line.plain, line.redraw) for line in splitter.redrawn()] == [(2, "working 50%", True)]
+    assert splitter.redrawn() == []
+    splitter.feed(b"\rworking 99%")
+    assert [line.plain for line in splitter.redrawn()] == ["working 99%"]
+    assert [line.plain for line in splitter.finish()] == []
+    assert splitter.lines_emitted == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"a\n\x1b[5Ax\n", ["a", "x"]),  # above the first line
+        (b"a\nb\nc\n\x1b[3Ax\n", ["a", "b", "c", "x"]),  # above the top of a 3-row screen
+        (b"%s\nb\n\x1b[2Ax\n" % (b"w" * 100), ["w" * 100, "b", "x"]),  # a line that wrapped
+        (b"a\nb\n\x1b[1A\x1b[5;1Hx\n", ["a", "b", "x"]),  # an absolute move ends the model
+    ],
+)
+def test_redraws_the_line_model_cannot_follow_start_new_lines(data: bytes, expected: list[str]) -> None:
+    """Where the rows above the cursor are not the last lines one to one, later text is new
+    lines, as before (the virtual screen shows such programs)."""
+    for chunks in variants(data, "every-split"):
+        splitter = LineSplitter(cols=80, rows=3)
+        lines = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.finish()
+        assert [line.plain for line in lines] == expected
+        assert not any(line.redraw for line in lines)
+
+
+def test_resize_changes_how_far_up_a_redraw_reaches() -> None:
+    """After a resize, the new height bounds the redraw window."""
+    splitter = LineSplitter(cols=80, rows=3)
+    splitter.resize(80, 10)
+    lines = splitter.feed(b"a\nb\nc\n\x1b[3Ax\n") + splitter.finish()
+    assert [(line.plain, line.redraw) for line in lines] == [("a", False), ("b", False), ("c", False), ("x", True)]

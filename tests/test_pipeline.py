@@ -113,3 +113,34 @@ def test_resize_changes_the_size_reported() -> None:
     pipeline = OutputPipeline(1, compile_extractors([]), cols=80, rows=24)
     pipeline.resize(132, 43)
     assert pipeline.feed(b"\x1b[18t", 0.0)[0] == b"\x1b[8;43;132t"
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES, ids=lambda s: f"chunk-{s or 'whole'}")
+def test_a_cursor_up_redraw_replaces_lines_and_extracts_their_new_text(size: int | None) -> None:
+    """A progress tree redrawn with ``ESC[1A`` gives ``log`` events with the line numbers it
+    replaces and ``redraw: true``; they are not counted as lines, and extractors read the new
+    text (only when it changed)."""
+    extractors = [{"name": "percent", "pattern": r"(?P<value>\d+)%"}]
+    frame = b"\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[G"
+    data = b"deps\n  fetch 10%\n" + frame + b"deps\n  fetch 60%\n" + frame + b"deps\n  fetch 60%\n"
+    _, out = run(data, size, extractors)
+    logs = [(d["line_num"], d["line"], d.get("redraw", False)) for kind, d in out if kind == "log"]
+    assert logs == [(1, "deps", False), (2, "  fetch 10%", False), (2, "  fetch 60%", True)]
+    found = [(d["value"], d["line_num"]) for kind, d in out if kind == "extraction"]
+    assert found == [("10", 2), ("60", 2)]
+
+
+def test_partial_hands_out_a_redraw_the_cursor_stays_on() -> None:
+    """A status line redrawn in place with no newline after it shows up through partial()."""
+    pipeline = OutputPipeline(1, compile_extractors([]))
+    pipeline.feed(b"compiling\n\x1b[1A\rcompiled 3 files", 0.0)
+    assert pipeline.partial(0.0) == [("log", {"line": "compiled 3 files", "line_num": 1, "stream": "stdout",
+                                              "run": 1, "redraw": True})]
+    assert pipeline.lines == 1
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES, ids=lambda s: f"chunk-{s or 'whole'}")
+def test_wide_characters_and_mode_escapes_in_events(size: int | None) -> None:
+    """The events carry the terminal's cells (``日本語abc\\rXY`` is ``XY本語abc``) and no mode escapes."""
+    _, out = run("\x1b[?25l日本語abc\rXY\r\n\x1b[?25hdone\r\n".encode(), size)
+    assert lines(out) == ["XY本語abc", "done"]

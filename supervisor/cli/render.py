@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
@@ -130,7 +132,9 @@ class Renderer:
 
     Text mode: each log line once on ``out``. On a terminal, a partial line (a prompt waiting
     for its newline) is drawn and redrawn in place until its final version replaces it; in a
-    pipe partial lines are skipped, since their final version always follows. Colours are kept
+    pipe partial lines are skipped, since their final version always follows. A line the agent
+    redrew in place (``redraw``) is redrawn in place on a terminal when it is still on screen
+    (one row each, since it was printed), else printed again, as in a pipe. Colours are kept
     or stripped (the event's ``plain``). Extractions, state changes and the end of a run are
     notes on stderr. JSON mode: every event's envelope, one per line, nothing else on stdout.
     """
@@ -145,6 +149,8 @@ class Renderer:
         self.quiet = quiet
         self.redraw = is_tty(out) and not show_names
         self._partial: tuple[str, Any, Any] | None = None  # (agent, run, line_num) on screen
+        # The last final lines printed, (key, cells), for redraws in place on a terminal.
+        self._printed: deque[tuple[tuple[str, Any, Any], int]] = deque(maxlen=500)
         self.complete: dict[str, Any] | None = None
         self.lines = 0
         self._started: set[str] = set()
@@ -231,12 +237,34 @@ class Renderer:
         self.status.clear()
         if self._undrawn is not None and self._undrawn[0] == key:
             self._undrawn = None
+        if data.get("redraw") and self._redraw_in_place(key, line):
+            return
         if self._partial is not None:
             self.out.write(ERASE_LINE if self._partial == key else "\n")
             self._partial = None
         self.out.write(line + (RESET if self.colour and "\x1b" in line else "") + "\n")
         self.out.flush()
-        self.lines += 1
+        if not data.get("redraw"):
+            self.lines += 1
+        if self.redraw:
+            self._printed.append((key, len(str(data.get("plain", data.get("line", ""))))))
+
+    def _redraw_in_place(self, key: tuple[str, Any, Any], line: str) -> bool:
+        """Draw ``line`` over the row that printed ``key``, if it is on screen and every row
+        since held one line (none wrapped); the cursor comes back where it was."""
+        if not self.redraw:
+            return False
+        size = shutil.get_terminal_size((80, 24))
+        up = 0
+        for printed, cells in reversed(self._printed):
+            up += 1
+            if cells > size.columns or up >= size.lines:
+                return False
+            if printed == key:
+                self.out.write(f"\x1b7\x1b[{up}A\r\x1b[2K{line}{RESET if self.colour else ''}\x1b8")
+                self.out.flush()
+                return True
+        return False
 
     def _extraction(self, name: str, data: dict[str, Any]) -> None:
         if self.quiet:
