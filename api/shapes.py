@@ -42,6 +42,7 @@ def agent_json(record: AgentRecord, last_event_id: int, clients: int | None = No
         "prompt": record.prompt,
         "cols": record.cols,
         "rows": record.rows,
+        "screen": spec.screen,
         "extractors": spec.extractors,
         **processes_json(record.processes),
         "last_event_id": last_event_id,

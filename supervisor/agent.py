@@ -35,6 +35,8 @@ from .inputwait import InputWait
 from .outputlog import RotatingOutput
 from .pipeline import Output, OutputPipeline
 from .process import AgentProcess, ExitStatus, default_env
+from .screen.emulator import ScreenLine
+from .screen.live import LiveScreen
 from .spec import AgentSpec
 from .states import ACTIVE_STATES, RUNNING_STATES, TRANSITIONS, AgentState
 from .store import AgentRecord, AgentStore
@@ -97,6 +99,8 @@ class Agent:
         self._restart_requested = False
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
         self._backoff: gevent.Greenlet[..., Any] | None = None
+        #: The virtual screen of the current (or last) run (see supervisor.screen.live).
+        self.screen = LiveScreen(spec.screen, self._on_screen_settled, config.screen_settle_s)
 
     @property
     def name(self) -> str:
@@ -244,6 +248,7 @@ class Agent:
                                         cols=spec.cols, rows=spec.rows,
                                         max_matches_per_line=config.max_matches_per_line,
                                         max_extractions_per_line=config.max_extractions_per_line)
+        self.screen.start_run(self.run, spec.cols, spec.rows, spec.screen)
         self._change_state(AgentState.STARTING, reason, command=spec.command)
         scope: RunScope | None = None
         try:
@@ -285,12 +290,16 @@ class Agent:
         pipeline = self._pipeline
         assert pipeline is not None
         now = time.monotonic()
-        reply, outputs = pipeline.feed(data, now)
-        if reply and self._process is not None:
-            self._process.reply(reply)
-        if outputs:
-            self._emit_all(outputs)
-            self._take_counts(pipeline)
+        # While a full-screen program is up its lines are fragments of redraws: the extractors
+        # read its settled screens instead (the pieces split the chunk where that changes).
+        for piece, full_screen in self.screen.pieces(data):
+            pipeline.extract_lines = not full_screen
+            reply, outputs = pipeline.feed(piece, now)
+            if reply and self._process is not None:
+                self._process.reply(reply)
+            if outputs:
+                self._emit_all(outputs)
+        self._take_counts(pipeline)
         if self._partial_timer is None:
             self._partial_timer = gevent.spawn_later(
                 self.config.partial_line_s, self._show_partial, pipeline.lines_emitted + 1
@@ -305,6 +314,18 @@ class Agent:
             # first line was published. The live view then never waits on the disk.
             self._files_due = True
             gevent.get_hub().loop.run_callback(self._write_files)
+        # Last: the screen may yield to the hub between slices of a big chunk.
+        self.screen.feed(data)
+
+    def _on_screen_settled(self, data: dict[str, Any], lines: list[ScreenLine]) -> None:
+        """The screen settled with new text: its ``screen`` event, then what the extractors
+        find on it if it shows a full-screen program (otherwise the lines have it already)."""
+        self._emit(events.SCREEN, data)
+        pipeline = self._pipeline
+        if pipeline is not None and lines and data["alternate"]:
+            self._emit_all(pipeline.extract_screen(lines, data["seq"]))
+            self._take_counts(pipeline)
+        self.eventlog.flush()
 
     def _write_files(self) -> None:
         # A hub callback: must not raise, and a full disk must not stop the lines.
@@ -381,6 +402,7 @@ class Agent:
         if pipeline is not None:
             self._emit_all(pipeline.finish(time.monotonic()))
             self._take_counts(pipeline)
+        self.screen.finish()
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -495,6 +517,7 @@ class Agent:
         process.resize(cols, rows)
         if self._pipeline is not None:
             self._pipeline.resize(cols, rows)
+        self.screen.resize(cols, rows)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block this greenlet until the agent is no longer active; False if ``timeout`` passed."""

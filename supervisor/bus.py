@@ -37,6 +37,7 @@ Receiver = Callable[..., Any]
 _DOCS = {
     events.LOG: "A line (or partial line) of output. sender: the event log; event: the log event.",
     events.EXTRACTION: "An extractor matched a line. sender: the event log; event: extraction.",
+    events.SCREEN: "An agent's virtual screen settled. sender: the event log; event: the screen event.",
     events.STATE: "An agent changed state. sender: the event log; event: the state event.",
     events.COMPLETE: "An agent is done for good (no restart follows). sender: the event log; event: complete.",
     events.ERROR: "Something went wrong for an agent. sender: the event log; event: error.",

@@ -128,6 +128,8 @@ class Config:
     history_memory_bytes: int = 8 << 20  # bytes of recent events kept in memory per agent
     max_line_length: int = 65536
     partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
+    screen: str = "auto"  # an agent's virtual screen: auto (from the alternate screen on), on, off
+    screen_settle_s: float = 1.0  # a screen still this long is settled: a `screen` event, extractors
     stop_grace_s: float = 5.0
     containment: str = "auto"  # one of CONTAINMENT_MODES
     leftovers: str = "kill"  # one of LEFTOVERS; an agent's own ``leftovers`` wins
@@ -209,6 +211,7 @@ _KINDS: dict[str, str] = {
     "default_extractors": "extractors", "profiles": "profiles",
     "output_log_max_bytes": "int", "output_log_backups": "int", "input_wait_s": "float",
     "metrics_public": "bool", "agents": "agents",
+    "screen": "choice", "screen_settle_s": "float",
 }
 # (lowest, highest) allowed; ints and floats not listed here must be positive.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -220,8 +223,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "output_log_max_bytes": (0, math.inf),  # 0: output.log is never rotated
     "output_log_backups": (0, 1000),  # 0: a full output.log starts again empty
 }
+#: The values of the ``screen`` setting (config default, and per agent).
+SCREEN_MODES = ("auto", "on", "off")
 # The values a "choice" setting takes.
-_CHOICES: dict[str, tuple[str, ...]] = {"containment": CONTAINMENT_MODES, "leftovers": LEFTOVERS}
+_CHOICES: dict[str, tuple[str, ...]] = {"containment": CONTAINMENT_MODES, "leftovers": LEFTOVERS,
+                                        "screen": SCREEN_MODES}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -15,6 +15,8 @@ from typing import Any
 #: these are the ones the core produces and keeps in history.
 LOG = "log"
 EXTRACTION = "extraction"
+#: A settled virtual screen: its text, for consumers that do not follow the screen stream.
+SCREEN = "screen"
 STATE = "state"
 COMPLETE = "complete"
 ERROR = "error"
@@ -23,7 +25,7 @@ AGENT_REMOVED = "agent_removed"
 #: A run started or stopped waiting at a prompt (see supervisor.inputwait).
 WAITING_INPUT = "waiting_input"
 
-EVENT_TYPES = (LOG, EXTRACTION, STATE, COMPLETE, ERROR, AGENT_ADDED, AGENT_REMOVED, WAITING_INPUT)
+EVENT_TYPES = (LOG, EXTRACTION, SCREEN, STATE, COMPLETE, ERROR, AGENT_ADDED, AGENT_REMOVED, WAITING_INPUT)
 
 # No circular-reference check: an event's data is built by the core from lines and matches, never
 # self-referencing, and skipping the check makes every event's one encoding a fifth cheaper.

@@ -13,16 +13,23 @@ read it, and before :mod:`supervisor.eventlog` gives the results ids::
 ``(type, data)`` pairs in the order they happened. ``now`` is a monotonic clock reading, used
 only to expire echo expectations. The same bytes cut into any chunks give the same events.
 
+A full-screen program's lines are only the fragments it redraws, so while the agent's virtual
+screen shows the alternate screen the agent turns ``extract_lines`` off, and the extractors run
+on the screen's settled lines instead (:meth:`OutputPipeline.extract_screen`), under the same
+caps and counts.
+
 Not safe to share between threads; one pipeline per run of an agent.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from . import events
 from .echo import EchoTracker
 from .extractors import MAX_EXTRACTIONS_PER_LINE, MAX_MATCHES_PER_LINE, Extraction, ExtractorSet
 from .lines import Line, LineSplitter
+from .screen.emulator import ScreenLine
 from .terminal import TerminalResponder
 
 __all__ = ["Output", "OutputPipeline"]
@@ -35,7 +42,7 @@ class OutputPipeline:
     """Turns the output of run ``run`` into ``log`` and ``extraction`` events."""
 
     __slots__ = ("_awaiting", "_echo", "_per_extractor", "_per_line", "_responder", "_shown_partial", "_splitter",
-                 "extractions", "extractions_cut", "extractors", "lines", "run")
+                 "extract_lines", "extractions", "extractions_cut", "extractors", "lines", "run")
 
     def __init__(self, run: int, extractors: ExtractorSet, *, max_line_length: int = 65536,
                  cols: int = 120, rows: int = 40, max_matches_per_line: int = MAX_MATCHES_PER_LINE,
@@ -56,6 +63,8 @@ class OutputPipeline:
         self.extractions = 0
         #: Extractors whose matches on a line the caps cut (each counts once per line).
         self.extractions_cut = 0
+        #: Whether extractors read lines (off while a virtual screen shows a full-screen program).
+        self.extract_lines = True
 
     @property
     def lines_emitted(self) -> int:
@@ -147,8 +156,28 @@ class OutputPipeline:
                 self._extraction(found, line_num, text.strip(), line.line_num, out)
         self._extract(text, line.line_num, out)
 
+    def extract_screen(self, lines: Iterable[ScreenLine], seq: int) -> list[Output]:
+        """``extraction`` events from lines of a settled screen (``seq``: its change number):
+        ``source: "screen"`` and the ``row`` (0-based) and ``rows`` a line takes, instead of a
+        ``line_num``. A match without a value gives nothing here (there is no next line)."""
+        out: list[Output] = []
+        if not len(self.extractors):
+            return out
+        for line in lines:
+            scan = self.extractors.scan_capped(line.text, self._per_extractor, self._per_line)
+            self.extractions_cut += scan.cut
+            for found in scan.found:
+                if not found.value:
+                    continue
+                self.extractions += 1
+                out.append((events.EXTRACTION, {
+                    "name": found.name, "value": found.value, "groups": found.groups, "run": self.run,
+                    "source": "screen", "row": line.first, "rows": line.last - line.first + 1, "seq": seq,
+                }))
+        return out
+
     def _extract(self, text: str, line_num: int, out: list[Output]) -> None:
-        if not text or not len(self.extractors):
+        if not text or not len(self.extractors) or not self.extract_lines:
             return
         scan = self.extractors.scan_capped(text, self._per_extractor, self._per_line)
         self.extractions_cut += scan.cut

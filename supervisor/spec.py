@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import LEFTOVERS, Config
+from .config import LEFTOVERS, SCREEN_MODES, Config
 from .exceptions import InvalidName, InvalidRequest
 from .extractors import ExtractorSet, check_specs, compile_extractors
 from .names import AGENT_NAME_RULE, is_agent_name
@@ -21,7 +21,7 @@ RESTART_MODES = ("never", "on-failure", "always")
 #: The fields of an agent definition (``POST /api/agents``, ``[agents.NAME]`` less the name).
 AGENT_FIELDS = frozenset({
     "name", "command", "profile", "args", "cwd", "env", "extractors", "cols", "rows",
-    "restart", "stop_grace_s", "leftovers",
+    "restart", "stop_grace_s", "leftovers", "screen",
 })
 
 
@@ -70,6 +70,8 @@ class AgentSpec:
     restart: RestartPolicy = RestartPolicy()
     stop_grace_s: float | None = None
     leftovers: str | None = None  # None: the server's setting
+    #: The virtual screen: ``auto`` (when the program enters the alternate screen), ``on``, ``off``.
+    screen: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +184,11 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     leftovers = body.get("leftovers")
     if leftovers is not None and leftovers not in LEFTOVERS:
         raise InvalidRequest(f"leftovers must be one of {', '.join(LEFTOVERS)}, not {leftovers!r}")
+    screen = body.get("screen", None)
+    if screen is None:
+        screen = config.screen
+    elif screen not in SCREEN_MODES:
+        raise InvalidRequest(f"screen must be one of {', '.join(SCREEN_MODES)}, not {screen!r}")
     spec = AgentSpec(
         name=name,
         command=argv,
@@ -195,5 +202,6 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
         restart=_restart(body.get("restart")),
         stop_grace_s=None if grace is None else _number(grace, "stop_grace_s", 0.0, 3600.0),
         leftovers=leftovers,
+        screen=screen,
     )
     return spec, extractors

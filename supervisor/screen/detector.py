@@ -12,9 +12,18 @@ import re
 
 from supervisor.ansi import ALT_SCREEN_MODES, as_bytes
 
-__all__ = ["AlternateScreenDetector"]
+__all__ = ["AlternateScreenDetector", "alternate_switches"]
 
 _ENTER = re.compile(as_bytes(rf"\x1b\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?h"))
+_SWITCH = re.compile(as_bytes(rf"\x1b\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?([hl])"))
+
+
+def alternate_switches(data: bytes) -> list[tuple[int, bool]]:
+    """Where ``data`` enters (True) or leaves (False) the alternate screen: the offset of each
+    switching sequence, in order. A sequence cut by the end of ``data`` is not seen."""
+    if b"\x1b[?" not in data:
+        return []
+    return [(m.start(), m.group(1) == b"h") for m in _SWITCH.finditer(data)]
 #: The start of such a sequence, cut off by the end of a chunk.
 _PREFIX = re.compile(rb"\x1b(?:\[(?:\?[0-9;]*)?)?\Z")
 #: Longest start kept for the next chunk; a longer run of parameters is no mode switch we know.
