@@ -16,12 +16,14 @@ from supervisor import config_agents
 from supervisor.config import Config, load_config
 from supervisor.registry import Registry
 from supervisor.reload import Reloader
+from supervisor.screen.live import LiveScreen
 from supervisor.store import AgentRecord
 
-from . import agents, auth, errors, metrics, monitor, output, pages, reload, security, stream
+from . import agents, auth, errors, metrics, monitor, output, pages, reload, screen, security, stream
 from .ext import EXTENSION, Supervisor
 from .shapes import agent_json
 from .sse import SSEManager
+from .sse.screens import ScreenStreams
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None,
@@ -66,10 +68,22 @@ def create_app(config: Config | None = None, registry: Registry | None = None,
         def load() -> Config:
             return load_config(config.config_file, data_dir=config.data_dir)
     reloader = Reloader(registry, load)
-    app.extensions[EXTENSION] = Supervisor(config, registry, streams, reloader, owns_registry)
+
+    def live_screen_of(name: str) -> LiveScreen | None:
+        return registry.get(name).screen if name in registry else None
+
+    screens = ScreenStreams(
+        live_screen_of,
+        keepalive_s=config.keepalive_s,
+        retry_ms=config.retry_ms,
+        max_clients=config.max_clients,
+        max_clients_per_agent=config.max_clients_per_agent,
+    )
+    screens.start()
+    app.extensions[EXTENSION] = Supervisor(config, registry, streams, reloader, screens, owns_registry)
     errors.register(app)
     security.register(app, config, authenticate=auth.register(app, config.token, config.cors_origins))
-    for blueprint in (agents.bp, output.bp, stream.bp, monitor.bp, metrics.bp, reload.bp, pages.bp):
+    for blueprint in (agents.bp, output.bp, stream.bp, screen.bp, monitor.bp, metrics.bp, reload.bp, pages.bp):
         app.register_blueprint(blueprint)
     if desired is not None:
         registry.boot(desired)

@@ -13,6 +13,7 @@ from supervisor.reload import Reloader
 
 from .errors import ApiError
 from .sse import SSEManager
+from .sse.screens import ScreenStreams
 
 EXTENSION = "agent_supervisor"
 
@@ -26,6 +27,8 @@ class Supervisor:
     streams: SSEManager
     #: Reloads the config file's agents (``POST /api/reload``, SIGHUP).
     reloader: Reloader
+    #: The agents' screen streams (``/api/agents/<name>/screen/stream``).
+    screens: ScreenStreams
     #: The registry was made by ``create_app``: closing the app shuts it down.
     owns_registry: bool = False
     closed: bool = False
@@ -38,6 +41,7 @@ class Supervisor:
         if self.owns_registry:
             self.registry.shutdown(grace)
         self.streams.close()
+        self.screens.close()
 
 
 def current() -> Supervisor:

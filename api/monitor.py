@@ -25,6 +25,10 @@ def stats() -> dict[str, Any]:
     stats["usage"] = {agent.name: usage_json(figures) for agent in agents
                       if (figures := agent.custody.usage()) is not None}
     stats["containment"] = ext.registry.containment_stats()
+    # The screen streams (/api/agents/<name>/screen/stream): their clients, and how many fresh
+    # snapshots went to clients that had fallen behind (instead of dropping them).
+    stats["screen_clients"] = ext.screens.describe()
+    stats["screen_snapshots_for_slow"] = ext.screens.snapshots_for_slow
     return stats
 
 

@@ -16,6 +16,7 @@ import { SSEParser } from "./sseparser.js";
 const EVENT_TYPES = new Set([
   "log",
   "extraction",
+  "screen",
   "state",
   "complete",
   "agent_added",

@@ -163,6 +163,9 @@ function onFrame(s, frame) {
     addItem("states", time, `${payload.agent_name}: added`, "", "", "note");
   } else if (type === "agent_removed") {
     addItem("states", time, `${d.name || payload.agent_name}: removed`, "", "", "note");
+  } else if (type === "screen") {
+    const rows = (d.text || []).filter((row) => row.trim()).length;
+    addItem("states", time, `${payload.agent_name}: screen settled`, `${d.cols}×${d.rows}, ${rows} rows with text`, `seq ${d.seq}${d.final ? " · final" : ""}`, "note");
   }
   renderCounts();
 }

@@ -666,3 +666,66 @@ def test_a_redrawn_line_is_redrawn_in_place_on_a_terminal(monkeypatch: pytest.Mo
     for envelope in (_log(1, "fetch 10%"), _log(1, "fetch 60%", True)):
         piped.envelope(envelope)
     assert pipe.getvalue() == "fetch 10%\nfetch 60%\n"
+
+
+# --------------------------------------------------------------------------- screen
+
+#: Draws "hello" on the alternate screen, and "world" under it after a line of input.
+SCREEN_AGENT = python_agent(
+    "import sys\n"
+    "sys.stdout.write('\\x1b[?1049h\\x1b[H\\x1b[2J\\x1b[2;3H\\x1b[33mhello\\x1b[0m'); sys.stdout.flush()\n"
+    "sys.stdin.readline()\n"
+    "sys.stdout.write('\\x1b[3;3Hworld'); sys.stdout.flush()\n"
+    "sys.stdin.readline()\n")
+
+
+def test_screen_prints_the_screen_and_follows_it_in_a_pipe(server: Server, live: Callable[..., LiveCli]) -> None:
+    """``screen NAME`` prints the rows (without the blank ones at the bottom); ``--follow`` in
+    a pipe prints a frame whenever the text changes; an agent without a screen is one line,
+    status 1."""
+    server.create(name="cli-screen", command=SCREEN_AGENT, cols=30, rows=6)
+    wait_for(lambda: server.request("GET", "/api/agents/cli-screen/screen").status == 200, 15)
+    result = cli("screen", "cli-screen", server=server)
+    assert (result.returncode, result.stdout) == (0, "\n  hello\n")
+    follow = live("screen", "cli-screen", "--follow", env=cli_env(server))
+    follow.wait_out(lambda out: "  hello" in out, what="the first frame")
+    assert follow.out[0].startswith("--- cli-screen: run 1, screen ")
+    server.request("POST", "/api/agents/cli-screen/input", {"data": "\n"})
+    follow.wait_out(lambda out: "  world" in out, what="the frame after the change")
+    follow.close()
+    server.create(name="cli-lines", command=python_agent("print('x')"))
+    result = cli("screen", "cli-lines", server=server)
+    assert result.returncode == 1 and "no screen" in one_line_error(result)
+    server.request("POST", "/api/agents/cli-screen/stop", {"grace_s": 0})
+
+
+def test_screen_follow_redraws_the_screen_in_a_terminal(server: Server) -> None:
+    """On a terminal ``--follow`` draws the agent's screen on the user's alternate screen, with
+    the agent's cursor, and redraws the rows that change: fed to a virtual screen of the
+    user's size, its rows are the agent's."""
+    from supervisor.screen import VirtualScreen
+
+    from support.screen import Step, record
+
+    counting = python_agent(
+        "import sys, time\n"
+        "sys.stdout.write('\\x1b[?1049h\\x1b[2;3H\\x1b[33mhello\\x1b[0m')\n"
+        "for i in range(1, 41):\n"
+        "    sys.stdout.write('\\x1b[4;1Hcount %4d' % i); sys.stdout.flush(); time.sleep(0.05)\n"
+        "sys.stdout.write('\\x1b[5;1Hdone'); sys.stdout.flush()\n"
+        "sys.stdin.readline()\n")
+    server.create(name="cli-follow", command=counting, cols=30, rows=6)
+    wait_for(lambda: server.request("GET", "/api/agents/cli-follow/screen").status == 200, 15)
+    argv = [sys.executable, "-m", "supervisor", "screen", "cli-follow", "--follow"]
+    env = {k: v for k, v in cli_env(server).items() if k.startswith("AGENT_SUPERVISOR")}
+    data = record(argv, 40, 8, (Step(b"hello"), Step(b"done")), env=env, timeout=20)
+    assert data.count(b"count ") > 3  # it was there for the counting: diffs, not one snapshot
+    terminal = VirtualScreen(40, 8)
+    terminal.feed(data)
+    shown = terminal.snapshot()
+    agent = server.get("/api/agents/cli-follow/screen")
+    assert shown["text"][:6] == agent["text"] and shown["alternate"]
+    assert shown["text"][6].startswith(" cli-follow · run 1 · 30x6")
+    assert (shown["cursor"]["x"], shown["cursor"]["y"]) == (agent["cursor"]["x"], agent["cursor"]["y"])
+    assert "\x1b[0;33mhello" in shown["ansi"][1]
+    server.request("POST", "/api/agents/cli-follow/stop", {"grace_s": 0})

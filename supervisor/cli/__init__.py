@@ -6,6 +6,7 @@
 - :mod:`~supervisor.cli.connect`: which server and token (flags, environment, runtime file);
 - :mod:`~supervisor.cli.follow`: history and streams followed across reconnections;
 - :mod:`~supervisor.cli.render`: what the user sees (lines, notes, progress, tables);
+- :mod:`~supervisor.cli.screen`: an agent's virtual screen, printed or followed;
 - :mod:`~supervisor.cli.conventions`: exit statuses and the usage error;
 - :mod:`~supervisor.cli.keys`: one key from the terminal, and signals that detach;
 - :mod:`~supervisor.cli.completion`: the bash and zsh completion scripts.

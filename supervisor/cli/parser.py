@@ -7,6 +7,7 @@ from typing import NoReturn
 from .. import __version__, runtime
 from ..client import DEFAULT_URL
 from . import commands
+from . import screen as screen_command
 from .conventions import EXIT_USAGE, PROG, TOKEN_ENV, URL_ENV
 
 
@@ -106,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--exit-code", action="store_true",
                       help="with --follow: exit with the agent's exit code")
     tail.set_defaults(func=commands.tail)
+
+    screen = sub.add_parser(
+        "screen", parents=[connection], help="print an agent's virtual screen, or follow it",
+        description="Print the agent's virtual screen as it is now (a full-screen program's "
+                    "screen, as a terminal shows it). With --follow, redraw it live in this "
+                    "terminal until Ctrl-C.")
+    screen.add_argument("name", metavar="NAME")
+    screen.add_argument("--follow", "-f", action="store_true", help="keep redrawing it as it changes")
+    screen.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                        help="keep the screen's colours (auto: on a terminal)")
+    screen.set_defaults(func=screen_command.screen)
 
     stop = sub.add_parser("stop", parents=[connection, as_json], help="stop an agent")
     stop.add_argument("name", metavar="NAME")
