@@ -57,13 +57,15 @@ def screen_events(stream: SSEStream, mirror: ScreenMirror, until: Callable[[Scre
 
 
 def current(server: Server, name: str) -> dict[str, Any]:
-    return server.get(f"/api/agents/{name}/screen")
+    shown: dict[str, Any] = server.get(f"/api/agents/{name}/screen")
+    return shown
 
 
 def test_get_screen_shows_the_screen(server: Server) -> None:
     """``GET /screen``: size, cursor, alternate, seq, the rows' text and colours, as drawn."""
     server.create(name="shape", command=counter(1, 0), cols=30, rows=6)
-    shown = wait_for(lambda: (s := current_or_none(server, "shape")) and "done" in s["text"][4] and s, 15)
+    wait_for(lambda: (s := current_or_none(server, "shape")) is not None and "done" in s["text"][4], 15)
+    shown = current(server, "shape")
     assert (shown["cols"], shown["rows"], shown["alternate"], shown["run"]) == (30, 6, True, 1)
     assert shown["text"] == ["  counter", "", "value      0", "", "done", ""]
     assert shown["ansi"][0] == "  \x1b[0;1;32mcounter\x1b[0m"
@@ -74,7 +76,8 @@ def test_get_screen_shows_the_screen(server: Server) -> None:
 
 def current_or_none(server: Server, name: str) -> dict[str, Any] | None:
     response = server.request("GET", f"/api/agents/{name}/screen")
-    return response.json() if response.status == 200 else None
+    shown: dict[str, Any] | None = response.json() if response.status == 200 else None
+    return shown
 
 
 def test_no_screen_is_a_404_with_its_reason(server: Server) -> None:
