@@ -62,7 +62,7 @@ class Profile:
 
     name: str
     command: list[str]
-    extractors: list[dict[str, str]]
+    extractors: list[dict[str, Any]]
     env: dict[str, str]
     description: str
 
@@ -145,7 +145,7 @@ class Config:
     output_log_backups: int = 3  # rotated files kept (output.log.1 is the newest); 0: none
     input_wait_s: float = 2.0  # a prompt pending this long with no output flags waiting_input
     metrics_public: bool = False  # GET /metrics without the token (Prometheus scrapers)
-    default_extractors: tuple[dict[str, str], ...] = field(
+    default_extractors: tuple[dict[str, Any], ...] = field(
         default_factory=lambda: tuple(dict(spec) for spec in GENERIC)
     )
     profiles: Mapping[str, Profile] = field(default_factory=lambda: _builtin(os.environ))
@@ -421,7 +421,7 @@ def _hosts(key: str, raw: object, source: str) -> tuple[str, ...]:
     return tuple(str(item).lower().strip("[]") for item in items)
 
 
-def _extractors(key: str, raw: object, source: str) -> list[dict[str, str]]:
+def _extractors(key: str, raw: object, source: str) -> list[dict[str, Any]]:
     try:
         if not isinstance(raw, (list, tuple)):
             raise InvalidExtractor("extractors must be a list of {name, pattern, flags} objects")
@@ -497,7 +497,7 @@ def _env(key: str, raw: object, source: str) -> dict[str, str]:
 def _merge_profiles(
     builtins: Mapping[str, Mapping[str, Any]],
     layers: list[tuple[str, dict[str, dict[str, Any]]]],
-    default_extractors: tuple[dict[str, str], ...],
+    default_extractors: tuple[dict[str, Any], ...],
 ) -> Mapping[str, Profile]:
     merged: dict[str, dict[str, Any]] = {name: dict(spec) for name, spec in builtins.items()}
     for source, tables in layers:

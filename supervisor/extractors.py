@@ -1,7 +1,12 @@
-"""Named regular expressions run on every line of an agent's output.
+"""Named regular expressions (and JSON fields) read from every line of an agent's output.
 
 An extractor is ``{"name": "npm.error_code", "pattern": "...", "flags": "i"}``; each match on a
-line's ANSI-free text becomes an :class:`Extraction`. Patterns run on google-re2, a linear-time
+line's ANSI-free text becomes an :class:`Extraction`. A JSON extractor, ``{"name":
+"codex.usage", "json": "usage", "where": {"type": "turn.completed"}}``, reads lines that parse
+as a JSON object (``codex exec --json``, structured logs): when every ``where`` path has its
+value (a list means any of them), the field at ``json`` is the value (a string as it is,
+anything else as compact JSON; an object's scalar members become the groups, or ``groups``
+names paths of its own). Paths are dotted keys, numbers index lists: ``item.content.0.text``. Patterns run on google-re2, a linear-time
 engine, because users supply them and they run on the hub: under Python's backtracking ``re``,
 ``(a+)+$`` against a long line of ``a`` would stall every agent and every client. RE2 has no
 backreferences and no lookaround; a pattern that uses them is refused with a message saying so.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +42,15 @@ MAX_MATCHES_PER_LINE = 8
 MAX_EXTRACTIONS_PER_LINE = 32
 
 _KEYS = frozenset({"name", "pattern", "flags"})
+_JSON_KEYS = frozenset({"name", "json", "where", "groups"})
+#: Longest JSON path, and most ``where`` conditions and ``groups`` of one JSON extractor.
+MAX_JSON_PATH = 256
+MAX_JSON_TERMS = 16
+_JSON_PATH = re.compile(r"[^.]+(?:\.[^.]+)*")
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: A line that is no JSON object (or not one we can read).
+_NOT_JSON: Any = object()
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Canonical order of the flag letters; RE2 takes them as an inline ``(?ims)`` prefix.
 _FLAG_ORDER = "ims"
 _FLAG_NAMES = {
@@ -83,6 +98,82 @@ class _Extractor:
         self.named_groups = tuple(sorted(index.items(), key=lambda item: item[1]))
 
 
+Path = tuple[str, ...]
+#: A JSON extractor's ``where``: (path, accepted values), each value as its JSON text.
+Where = tuple[tuple[Path, tuple[str, ...]], ...]
+
+
+def _at(doc: Any, path: Path) -> Any:
+    """The value at ``path`` in ``doc``, or :data:`_NOT_JSON` when it is not there."""
+    for key in path:
+        if isinstance(doc, dict):
+            if key not in doc:
+                return _NOT_JSON
+            doc = doc[key]
+        elif isinstance(doc, list) and key.isdigit() and int(key) < len(doc):
+            doc = doc[int(key)]
+        else:
+            return _NOT_JSON
+    return doc
+
+
+def _text(value: Any) -> str | None:
+    """A JSON value as an extraction's value: a string as it is, ``null`` as nothing."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else _dumps(value)
+
+
+class _JsonExtractor:
+    __slots__ = ("groups", "name", "path", "spec", "where")
+
+    def __init__(self, name: str, path: str, where: Where, groups: tuple[tuple[str, str], ...]) -> None:
+        self.name = name
+        self.path: Path = tuple(path.split("."))
+        self.where = where
+        self.groups = tuple((group, tuple(at.split("."))) for group, at in groups)
+        spec: dict[str, Any] = {"name": name, "json": path}
+        if where:
+            spec["where"] = {".".join(at): [json.loads(v) for v in values] if len(values) > 1
+                             else json.loads(values[0]) for at, values in where}
+        if groups:
+            spec["groups"] = dict(groups)
+        self.spec = spec
+
+    def extract(self, doc: Any) -> Extraction | None:
+        for at, accepted in self.where:
+            found = _at(doc, at)
+            if found is _NOT_JSON or _dumps(found) not in accepted:
+                return None
+        value = _at(doc, self.path)
+        if value is _NOT_JSON:
+            return None
+        text = _text(value)
+        if not text:
+            return None
+        if self.groups:
+            groups = {name: _text(found) if (found := _at(doc, at)) is not _NOT_JSON else None
+                      for name, at in self.groups}
+        elif isinstance(value, dict):
+            groups = {str(key): _text(item) for key, item in value.items()
+                      if not isinstance(item, (dict, list))}
+        else:
+            groups = {}
+        return Extraction(self.name, text, groups)
+
+
+def _json_of(text: str) -> Any:
+    """``text`` as a JSON object, or :data:`_NOT_JSON` (no parse is tried unless it looks like
+    one: a line of plain output costs two character tests)."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return _NOT_JSON
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
 class ExtractorSet:
     """A compiled, immutable list of extractors; safe to share between agents.
 
@@ -90,11 +181,14 @@ class ExtractorSet:
     on one profile share one set.
     """
 
-    __slots__ = ("_extractors", "_prefilter")
+    __slots__ = ("_extractors", "_json", "_prefilter", "_regex")
 
-    def __init__(self, extractors: tuple[_Extractor, ...]) -> None:
+    def __init__(self, extractors: tuple[_Extractor | _JsonExtractor, ...]) -> None:
         self._extractors = extractors
-        self._prefilter = _build_prefilter(extractors)
+        # The regular expressions (by their place among all extractors) and the JSON ones.
+        self._regex = tuple(i for i, e in enumerate(extractors) if isinstance(e, _Extractor))
+        self._json = tuple(i for i, e in enumerate(extractors) if isinstance(e, _JsonExtractor))
+        self._prefilter = _build_prefilter(tuple(e for e in extractors if isinstance(e, _Extractor)))
 
     def scan(self, text: str) -> list[Extraction]:
         """Every match of every extractor on one line, in extractor order, then match order,
@@ -115,18 +209,37 @@ class ExtractorSet:
             return Scan([], 0)
         # Encoded once and reused: the wrapper would encode a str again on every call.
         data = text.encode("utf-8", "surrogatepass")
-        if self._prefilter is None:
-            hits: Iterable[int] = range(len(self._extractors))
+        hits: list[int]
+        if not self._regex:
+            hits = []
+        elif self._prefilter is None:
+            hits = list(self._regex)
         else:
             found = self._prefilter.Match(data)
-            if not found:
+            if not found and not self._json:
                 return Scan([], 0)
-            hits = sorted(found)
+            regex = self._regex
+            hits = sorted(regex[i] for i in found or ())
+        doc = _NOT_JSON
+        if self._json:
+            doc = _json_of(text)
+            if doc is not _NOT_JSON:
+                hits = sorted(hits + list(self._json))
+        if not hits:
+            return Scan([], 0)
         found_all: list[Extraction] = []
         cut = 0
         for index in hits:
             extractor = self._extractors[index]
             room = min(per_extractor, per_line - len(found_all))
+            if isinstance(extractor, _JsonExtractor):
+                got = extractor.extract(doc)
+                if got is not None:
+                    if room > 0:
+                        found_all.append(got)
+                    else:
+                        cut += 1
+                continue
             if room <= 0:
                 # The line's cap is reached: only find out whether this one had anything.
                 cut += any(True for _ in _matches(extractor, data, per_extractor + 1))
@@ -140,9 +253,11 @@ class ExtractorSet:
                 found_all.append(Extraction(extractor.name, value, groups))
         return Scan(found_all, cut)
 
-    def specs(self) -> list[dict[str, str]]:
-        """``[{"name", "pattern", "flags"}]``, flags as canonical letters (``""`` for none)."""
-        return [{"name": e.name, "pattern": e.pattern, "flags": e.flags} for e in self._extractors]
+    def specs(self) -> list[dict[str, Any]]:
+        """``[{"name", "pattern", "flags"}]``, flags as canonical letters (``""`` for none), and
+        ``{"name", "json"[, "where"][, "groups"]}`` for JSON extractors."""
+        return [e.spec if isinstance(e, _JsonExtractor) else {"name": e.name, "pattern": e.pattern, "flags": e.flags}
+                for e in self._extractors]
 
     def names(self) -> list[str]:
         return [extractor.name for extractor in self._extractors]
@@ -176,14 +291,19 @@ def check_specs(specs: Iterable[Mapping[str, object]]) -> tuple[tuple[str, str, 
             f"too many extractors: {len(normalized)} (at most {MAX_EXTRACTORS})"
         )
     seen: set[str] = set()
-    for name, _, _ in normalized:
+    for _, name, *_ in normalized:
         if name in seen:
             raise InvalidExtractor(f"extractor {name!r}: the name is used twice")
         seen.add(name)
     return normalized
 
 
-def _normalize(position: int, spec: object) -> tuple[str, str, str]:
+#: An extractor spec, checked and made hashable: ("re", name, pattern, flags) or
+#: ("json", name, path, where, groups).
+Normalized = tuple[Any, ...]
+
+
+def _normalize(position: int, spec: object) -> Normalized:
     if not isinstance(spec, Mapping):
         raise InvalidExtractor(
             f"extractor #{position + 1}: must be an object with name and pattern, "
@@ -194,11 +314,13 @@ def _normalize(position: int, spec: object) -> tuple[str, str, str]:
         raise InvalidExtractor(
             f"extractor #{position + 1}: name {name!r} must be 1 to 64 letters, digits or '_-.'"
         )
+    if "json" in spec:
+        return _normalize_json(name, spec)
     unknown = sorted(str(key) for key in spec if key not in _KEYS)
     if unknown:
         raise InvalidExtractor(
             f"extractor {name!r}: unknown key(s) {', '.join(unknown)} "
-            "(allowed: name, pattern, flags)"
+            "(allowed: name, pattern, flags; or name, json, where, groups)"
         )
     pattern = spec.get("pattern")
     if not isinstance(pattern, str) or not pattern:
@@ -208,7 +330,53 @@ def _normalize(position: int, spec: object) -> tuple[str, str, str]:
             f"extractor {name!r}: pattern is {len(pattern)} characters long "
             f"(at most {MAX_PATTERN_LENGTH})"
         )
-    return name, pattern, _parse_flags(name, spec.get("flags"))
+    return "re", name, pattern, _parse_flags(name, spec.get("flags"))
+
+
+def _json_path(name: str, what: str, path: object) -> str:
+    if not isinstance(path, str) or not _JSON_PATH.fullmatch(path) or len(path) > MAX_JSON_PATH:
+        raise InvalidExtractor(
+            f"extractor {name!r}: {what} must be a dotted path such as \"item.text\" (keys, or "
+            f"numbers for list items; at most {MAX_JSON_PATH} characters), not {path!r}"
+        )
+    return path
+
+
+def _normalize_json(name: str, spec: Mapping[str, object]) -> Normalized:
+    """A JSON extractor's spec, checked: ``json`` a path, ``where`` an object of paths to a
+    value (or a list of values, any of which), ``groups`` an object of names to paths."""
+    unknown = sorted(str(key) for key in spec if key not in _JSON_KEYS)
+    if unknown:
+        hint = " (a JSON extractor has no pattern)" if "pattern" in spec or "flags" in spec else ""
+        raise InvalidExtractor(
+            f"extractor {name!r}: unknown key(s) {', '.join(unknown)}{hint} "
+            "(allowed: name, json, where, groups)"
+        )
+    path = _json_path(name, "json", spec.get("json"))
+    where_in = spec.get("where") or {}
+    groups_in = spec.get("groups") or {}
+    for key, value in (("where", where_in), ("groups", groups_in)):
+        if not isinstance(value, Mapping) or len(value) > MAX_JSON_TERMS:
+            raise InvalidExtractor(
+                f"extractor {name!r}: {key} must be an object of at most {MAX_JSON_TERMS} entries, not {value!r}"
+            )
+    assert isinstance(where_in, Mapping) and isinstance(groups_in, Mapping)
+    where = []
+    for at, expected in where_in.items():
+        values = expected if isinstance(expected, list) else [expected]
+        if not values or not all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+            raise InvalidExtractor(
+                f"extractor {name!r}: where.{at} must be a string, number, true, false, null or a "
+                f"list of them, not {expected!r}"
+            )
+        where.append((tuple(_json_path(name, f"a where key", at).split(".")), tuple(_dumps(v) for v in values)))
+    groups = []
+    for group, at in groups_in.items():
+        if not isinstance(group, str) or not _GROUP_NAME.fullmatch(group):
+            raise InvalidExtractor(f"extractor {name!r}: group name {group!r} must be a letter or _ then "
+                                   "letters, digits or _")
+        groups.append((group, _json_path(name, f"groups.{group}", at)))
+    return "json", name, path, tuple(where), tuple(groups)
 
 
 def _parse_flags(name: str, flags: object) -> str:
@@ -251,8 +419,9 @@ def _source(pattern: str, flags: str) -> str:
 
 
 @functools.lru_cache(maxsize=128)
-def _build(normalized: tuple[tuple[str, str, str], ...]) -> ExtractorSet:
-    return ExtractorSet(tuple(_compile_one(*spec) for spec in normalized))
+def _build(normalized: tuple[Normalized, ...]) -> ExtractorSet:
+    return ExtractorSet(tuple(
+        _JsonExtractor(*spec[1:]) if spec[0] == "json" else _compile_one(*spec[1:]) for spec in normalized))
 
 
 def _compile_one(name: str, pattern: str, flags: str) -> _Extractor:

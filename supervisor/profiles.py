@@ -12,18 +12,26 @@ from :func:`builtin_profiles`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class ProfileSpec(TypedDict):
     command: list[str]
-    extractors: list[dict[str, str]]
+    extractors: list[dict[str, Any]]
     env: dict[str, str]
     description: str
 
 
-def _x(name: str, pattern: str, flags: str = "") -> dict[str, str]:
+def _x(name: str, pattern: str, flags: str = "") -> dict[str, Any]:
     return {"name": name, "pattern": pattern, "flags": flags}
+
+
+def _j(name: str, path: str, where: dict[str, Any], groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """A JSON extractor (see :mod:`supervisor.extractors`)."""
+    spec: dict[str, Any] = {"name": name, "json": path, "where": where}
+    if groups:
+        spec["groups"] = groups
+    return spec
 
 
 # An old-style codex timestamp, "[2025-08-01T12:00:00] ", which some versions put on each line.
@@ -31,7 +39,7 @@ _TS = r"^\s*(?:\[[^\]]*\]\s*)?"
 _PATH = r"(?:/|~|[A-Za-z]:\\)\S*"
 
 #: For agents with no profile: errors, warnings, URLs, token counts, test summaries.
-GENERIC: tuple[dict[str, str], ...] = (
+GENERIC: tuple[dict[str, Any], ...] = (
     # "error: x", "TypeError: x", "error[E0308]: x", "ERROR x" (a log level); a Rust tracing
     # target ("ERROR codex_api::endpoint: failed ...") goes to its own group.
     _x("error",
@@ -73,10 +81,34 @@ GENERIC: tuple[dict[str, str], ...] = (
     _x("tests.unittest", r"^Ran (?P<value>\d+) tests? in (?P<duration>\d+(?:\.\d+)?s)\s*$"),
 )
 
-#: codex (``codex exec`` and the TUI). Its ERROR/warning lines are the generic ``error`` and
-#: ``warning`` extractors' (they read codex's tracing format), so a profile does not report
-#: them twice.
-CODEX: tuple[dict[str, str], ...] = (
+#: codex (``codex exec``, ``codex exec --json`` and the TUI). Its ERROR/warning lines are the
+#: generic ``error`` and ``warning`` extractors' (they read codex's tracing format), so a
+#: profile does not report them twice.
+#:
+#: ``codex exec --json`` prints one JSON event per line; the JSON extractors read these shapes
+#: of codex 0.169.0 (``tests/fixtures/codex/exec-json-0.169.0.jsonl``, a real capture)::
+#:
+#:     {"type":"thread.started","thread_id":"01a23341-460a-78e1-b120-49864d30824f"}
+#:     {"type":"item.completed","item":{"id":"item_0","type":"command_execution",
+#:         "command":"/bin/bash -lc 'echo offline-$((6 * 7))'","aggregated_output":"offline-42\n",
+#:         "exit_code":0,"status":"completed"}}
+#:     {"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"Ran it: ..."}}
+#:     {"type":"turn.completed","usage":{"input_tokens":3200,"cached_input_tokens":1700,
+#:         "cache_write_input_tokens":0,"output_tokens":65,"reasoning_output_tokens":12}}
+#:     {"type":"turn.failed","error":{"message":"..."}}
+#:
+#: ``codex.thread`` is the thread (session) id, ``codex.command`` each command run (value the
+#: command as codex ran it, groups ``exit_code`` and ``status``), ``codex.message`` each
+#: message of the agent (its last is the final answer), ``codex.usage`` the turn's token usage
+#: summed over its model responses (value the usage object as JSON, groups each count),
+#: ``codex.turn_failed`` the error of a failed turn.
+CODEX: tuple[dict[str, Any], ...] = (
+    _j("codex.thread", "thread_id", {"type": "thread.started"}),
+    _j("codex.command", "item.command", {"type": "item.completed", "item.type": "command_execution"},
+       {"exit_code": "item.exit_code", "status": "item.status"}),
+    _j("codex.message", "item.text", {"type": "item.completed", "item.type": "agent_message"}),
+    _j("codex.usage", "usage", {"type": "turn.completed"}),
+    _j("codex.turn_failed", "error.message", {"type": "turn.failed"}),
     _x("codex.version", r"^OpenAI Codex v(?P<value>\d+(?:\.\d+)+\S*)"),
     _x("codex.model", _TS + r"model:\s+(?P<value>\S+)"),
     _x("codex.session",
@@ -113,7 +145,7 @@ CODEX: tuple[dict[str, str], ...] = (
 )
 
 #: npm 7 to 10 (``npm error``/``npm warn``; ``npm ERR!``/``npm WARN`` before npm 10).
-NPM: tuple[dict[str, str], ...] = (
+NPM: tuple[dict[str, Any], ...] = (
     _x("npm.error", r"^npm (?:error|ERR!)\s+(?P<value>\S.*?)\s*$"),
     _x("npm.error_code", r"^npm (?:error|ERR!) code (?P<value>E[A-Z0-9_]+|\d+)\s*$"),
     _x("npm.missing_script", r"\bMissing script: \"(?P<value>[^\"]+)\""),
@@ -128,8 +160,8 @@ NPM: tuple[dict[str, str], ...] = (
 
 
 def _compose(
-    specific: tuple[dict[str, str], ...], shadowed: frozenset[str] = frozenset()
-) -> list[dict[str, str]]:
+    specific: tuple[dict[str, Any], ...], shadowed: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """A tool's own extractors, then the generic ones it does not replace."""
     return [dict(spec) for spec in specific] + [
         dict(spec) for spec in GENERIC if spec["name"] not in shadowed
@@ -143,7 +175,8 @@ def builtin_profiles(environ: Mapping[str, str]) -> dict[str, ProfileSpec]:
             "command": ["codex"],
             "extractors": _compose(CODEX, frozenset({"tokens"})),
             "env": {},
-            "description": "OpenAI codex CLI: tokens, commands run, file changes, errors.",
+            "description": "OpenAI codex CLI: tokens, commands run, messages, file changes, errors "
+                           "(exec --json too).",
         },
         "npm": {
             "command": ["npm"],

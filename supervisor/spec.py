@@ -62,7 +62,7 @@ class AgentSpec:
     command: list[str]
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    extractors: list[dict[str, str]] = field(default_factory=list)
+    extractors: list[dict[str, Any]] = field(default_factory=list)
     cols: int = 120
     rows: int = 40
     profile: str | None = None

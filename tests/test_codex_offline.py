@@ -267,6 +267,15 @@ def test_codex_exec_json_completes_a_turn_offline(offline: Callable[..., Offline
     assert all(r.headers.get("originator") == "codex_exec" for r in codex.fake.turns)
     assert [shape(line) for line in lines] == shapes(f"exec-json-{CODEX_VERSION}.jsonl")
 
+    # The codex profile's JSON extractors: the command, the final message, the token usage.
+    found = {e.json()["data"]["name"]: e.json()["data"] for e in events if e.event == "extraction"}
+    assert found["codex.thread"]["value"] == lines[0]["thread_id"]
+    assert (found["codex.command"]["value"], found["codex.command"]["groups"]) == (
+        ran["command"], {"exit_code": "0", "status": "completed"})
+    assert found["codex.message"]["value"] == FINAL
+    assert json.loads(found["codex.usage"]["value"]) == lines[5]["usage"]
+    assert found["codex.usage"]["groups"]["output_tokens"] == "65"
+
 
 @pytest.mark.timeout(180)
 def test_codex_exec_json_fails_the_turn_when_the_model_api_refuses(
@@ -286,6 +295,8 @@ def test_codex_exec_json_fails_the_turn_when_the_model_api_refuses(
     assert lines[-2]["message"] == lines[-1]["error"]["message"]
     assert codex.fake.problems == ["request 2 of the conversation, but the script has 1"]
     assert len(codex.fake.turns) == 2 and codex.fake.strays == []
+    failed = [e.json()["data"] for e in events if e.event == "extraction" and e.json()["data"]["name"] == "codex.turn_failed"]
+    assert [d["value"] for d in failed] == [lines[-1]["error"]["message"]]
     assert [shape(line) for line in lines] == shapes(f"exec-json-failed-{CODEX_VERSION}.jsonl")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -573,6 +574,9 @@ def test_every_builtin_extractor_is_tested_on_a_line() -> None:
     fired = {name for _, expected in RECORDED.values() for found in expected.values()
              for name, _ in found}
     fired |= {name for _, _, found in SYNTHETIC for name, _ in found}
+    codex = profile_set("codex")
+    fired |= {e.name for path in sorted((FIXTURES.parent / "codex").glob("*.jsonl"))
+              for line in path.read_text().splitlines() for e in codex.scan(line)}
     assert {spec["name"] for spec in GENERIC + CODEX + NPM} <= fired
 
 
@@ -591,3 +595,116 @@ def test_profiles_compose_their_extractors() -> None:
     assert builtin_profiles({})["shell"]["command"] == ["bash", "-l"]
     for profile in profiles.values():
         compile_extractors(profile["extractors"])
+
+
+# --- JSON extractors ----------------------------------------------------------------------------
+
+CODEX_JSON = FIXTURES.parent / "codex"
+
+
+def json_one(**spec: Any) -> ExtractorSet:
+    return compile_extractors([{"name": "j", **spec}])
+
+
+@pytest.mark.parametrize(
+    ("spec", "line", "expected"),
+    [
+        ({"json": "a"}, '{"a": "x"}', [("j", "x")]),
+        ({"json": "a.b.1"}, '{"a": {"b": [1, 2.5]}}', [("j", "2.5")]),
+        ({"json": "a"}, '{"a": true}', [("j", "true")]),
+        ({"json": "a"}, '{"a": {"n": 1, "s": "t"}}', [("j", '{"n":1,"s":"t"}')]),
+        ({"json": "a"}, '{"a": null}', []),
+        ({"json": "a"}, '{"a": ""}', []),
+        ({"json": "a"}, '{"b": 1}', []),
+        ({"json": "a"}, '  {"a": "padded"}  ', [("j", "padded")]),
+        ({"json": "a"}, 'log: {"a": "x"}', []),  # not a JSON line
+        ({"json": "a"}, '{"a": "x"', []),  # broken JSON
+        ({"json": "a"}, '["a"]', []),
+        ({"json": "a", "where": {"t": "on"}}, '{"t": "on", "a": "x"}', [("j", "x")]),
+        ({"json": "a", "where": {"t": "on"}}, '{"t": "off", "a": "x"}', []),
+        ({"json": "a", "where": {"t": "on"}}, '{"a": "x"}', []),
+        ({"json": "a", "where": {"t": ["on", "up"]}}, '{"t": "up", "a": "x"}', [("j", "x")]),
+        ({"json": "a", "where": {"n.k": 1, "f": False}}, '{"n": {"k": 1}, "f": false, "a": "x"}', [("j", "x")]),
+        ({"json": "a", "where": {"n": 1}}, '{"n": "1", "a": "x"}', []),  # types count
+    ],
+)
+def test_json_extractor_reads_fields_of_json_lines(spec: dict[str, Any], line: str,
+                                                    expected: list[tuple[str, str]]) -> None:
+    """A JSON extractor reads lines that are a JSON object: the field at its path, when every
+    ``where`` path has its value (or one of its list); strings as they are, the rest as JSON."""
+    assert pairs(json_one(**spec).scan(line)) == expected
+
+
+def test_json_groups_are_an_objects_members_or_named_paths() -> None:
+    """An object's scalar members are the groups; ``groups`` names paths instead."""
+    assert json_one(json="u").scan('{"u": {"in": 3, "out": 4, "deep": {"x": 1}, "s": null}}')[0].groups == {
+        "in": "3", "out": "4", "s": None}
+    named = json_one(json="i.cmd", groups={"code": "i.code", "gone": "i.none"})
+    assert named.scan('{"i": {"cmd": "ls", "code": 0}}')[0].groups == {"code": "0", "gone": None}
+
+
+def test_json_and_regex_extractors_together_keep_their_order_and_caps() -> None:
+    """JSON and regex extractors run in the order given, and count towards the line's cap."""
+    both = compile_extractors([
+        {"name": "digits", "pattern": r"\d+"},
+        {"name": "field", "json": "a"},
+        {"name": "letters", "pattern": r"[a-z]{3,}"},
+    ])
+    assert pairs(both.scan('{"a": "word 12"}')) == [("digits", "12"), ("field", "word 12"), ("letters", "word")]
+    capped = both.scan_capped('{"a": "word 12"}', per_extractor=8, per_line=1)
+    assert pairs(capped.found) == [("digits", "12")] and capped.cut == 2
+    assert pairs(both.scan("plain 7")) == [("digits", "7"), ("letters", "plain")]
+
+
+def test_json_specs_round_trip() -> None:
+    """specs() gives JSON extractors back as given (a one-value list as the value)."""
+    specs = [{"name": "j", "json": "a.b", "where": {"t": "x", "k": [1, 2]}, "groups": {"g": "c"}},
+             {"name": "k", "json": "z"}]
+    assert compile_extractors(specs).specs() == specs
+    assert compile_extractors(compile_extractors(specs).specs()).specs() == specs
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"json": ""}, "json must be a dotted path"),
+        ({"json": "a..b"}, "json must be a dotted path"),
+        ({"json": 3}, "json must be a dotted path"),
+        ({"json": "a", "pattern": "x"}, "unknown key(s) pattern (a JSON extractor has no pattern)"),
+        ({"json": "a", "where": ["t"]}, "where must be an object"),
+        ({"json": "a", "where": {"t": {"x": 1}}}, "where.t must be a string, number"),
+        ({"json": "a", "where": {"t": []}}, "where.t must be"),
+        ({"json": "a", "where": {"": 1}}, "a where key must be a dotted path"),
+        ({"json": "a", "groups": {"9x": "b"}}, "group name '9x'"),
+        ({"json": "a", "groups": {"g": ""}}, "groups.g must be a dotted path"),
+        ({"json": "a", "where": {f"k{i}": 1 for i in range(17)}}, "at most 16 entries"),
+    ],
+)
+def test_invalid_json_specs(spec: dict[str, Any], message: str) -> None:
+    """Malformed JSON extractor specs are refused with a message naming the extractor."""
+    with pytest.raises(InvalidExtractor) as caught:
+        compile_extractors([{"name": "j", **spec}])
+    assert message in str(caught.value) and "'j'" in str(caught.value)
+
+
+def test_codex_profile_reads_codex_exec_json() -> None:
+    """The codex profile's JSON extractors on real ``codex exec --json`` captures: the thread,
+    the command it ran with its exit code, the final message, the token usage; a failed turn's
+    error."""
+    codex = profile_set("codex")
+
+    def found(fixture: str) -> list[tuple[str, str, dict[str, str | None]]]:
+        lines = (CODEX_JSON / fixture).read_text().splitlines()
+        return [(e.name, e.value, e.groups) for line in lines for e in codex.scan(line) if e.name.startswith("codex.")]
+
+    usage = '{"input_tokens":3200,"cached_input_tokens":1700,"cache_write_input_tokens":0,"output_tokens":65,"reasoning_output_tokens":12}'
+    assert found("exec-json-0.169.0.jsonl") == [
+        ("codex.thread", "01a23341-460a-78e1-b120-49864d30824f", {}),
+        ("codex.command", "/bin/bash -lc 'echo offline-$((6 * 7))'", {"exit_code": "0", "status": "completed"}),
+        ("codex.message", "Ran it: the command printed offline-42.", {}),
+        ("codex.usage", usage, {"input_tokens": "3200", "cached_input_tokens": "1700", "cache_write_input_tokens": "0",
+                                "output_tokens": "65", "reasoning_output_tokens": "12"}),
+    ]
+    failed = found("exec-json-failed-0.169.0.jsonl")
+    assert [name for name, _, _ in failed] == ["codex.thread", "codex.command", "codex.turn_failed"]
+    assert "the script has 1" in failed[-1][1]
