@@ -4,6 +4,10 @@ Each program is run under a real PTY and recorded (``support.screen.record``); t
 a private tmux server and to a :class:`VirtualScreen`, and the two are compared row by row: the
 text (``capture-pane -p``, with line-drawing cells shown as lines), the colours and attributes
 of every cell (``capture-pane -p -e``), the cursor, its visibility and the alternate screen.
+
+The last tests go through the real server: the program runs as an agent (typed into through
+``/input``), and ``GET /api/agents/<name>/screen`` is compared with tmux fed the bytes the
+agent wrote (its ``output.log``), at the same size.
 tmux is a Debian package that ``scripts/test.sh`` installs; without it these tests are skipped,
 and under ``CI=true`` they fail.
 """
@@ -13,13 +17,17 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from supervisor import datadir
 from supervisor.screen import VirtualScreen
 
+from support.processes import Server
 from support.screen import FIXTURES, Program, ReplayPane, ansi_rows, diff_rows, programs, transcripts
 from support.tmux import in_ci, require_tmux
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,9 +51,9 @@ def _screen(data: bytes, cols: int, rows: int, seed: int = 0) -> VirtualScreen:
     return screen
 
 
-def _compare(screen: VirtualScreen, tmux: ReplayPane) -> None:
-    """Text, styles, cursor and screen of ``screen`` equal tmux's."""
-    snap = screen.snapshot()
+def _compare(screen: VirtualScreen | dict[str, Any], tmux: ReplayPane) -> None:
+    """Text, styles, cursor and screen of ``screen`` (or of its snapshot) equal tmux's."""
+    snap = screen.snapshot() if isinstance(screen, VirtualScreen) else screen
     want = tmux.capture()
     assert snap["text"] == want, "\n" + "\n".join(diff_rows(snap["text"], want))
     ours_cells, tmux_cells = ansi_rows(snap["ansi"]), tmux.cells()
@@ -144,3 +152,70 @@ def test_tmux_servers_are_gone(workdir: Path) -> None:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not Path(f"/proc/{pid}").exists()
+
+
+# --- through the server -------------------------------------------------------------------------
+
+
+def _written(server: Server, name: str) -> bytes:
+    """What agent ``name`` wrote in its one run, from its ``output.log`` (after the run's header)."""
+    path = datadir.agent_dir(server.data_dir, name) / "output.log"
+    raw = path.read_bytes() if path.exists() else b""
+    end = raw.find(b" ---\n")
+    return raw[end + 5:] if end >= 0 else b""  # nothing yet: the header comes with the first output
+
+
+def _settled_seq(server: Server, name: str) -> int | None:
+    """The seq of the agent's last ``screen`` event."""
+    events = server.get(f"/api/agents/{name}/events?limit=10000")["events"]
+    seqs = [e["data"]["seq"] for e in events if e["type"] == "screen"]
+    return seqs[-1] if seqs else None
+
+
+def _drive(server: Server, name: str, program: Program) -> None:
+    """Type each step's keys through ``/input`` once the output it waits for has come (as
+    ``support.screen.record`` does under its own PTY)."""
+    mark = 0
+    for step in program.steps:
+        wait_for(lambda: _written(server, name).find(step.expect, mark) >= 0, 20, 0.02, f"{step.expect!r}")
+        mark = len(_written(server, name))
+        if step.send:
+            response = server.request("POST", f"/api/agents/{name}/input", {"data": step.send.decode()})
+            assert response.status == 204
+
+
+@pytest.mark.parametrize("name", ["curses", "less", "wide"])
+def test_the_servers_screen_matches_tmux(name: str, server: Server, workdir: Path) -> None:
+    """A curses program redrawing only changed cells, less paged, moved and searched, and a
+    table of wide and combining characters, each run as an agent: GET /screen shows what tmux
+    shows for the same bytes at the same size (text, styles, cursor, alternate screen)."""
+    program = next(p for p in programs(workdir) if p.name == name)
+    _require(program)
+    if program.setup is not None:
+        program.setup()
+    agent = f"tmux-{name}"
+    # The wide table stays on the main screen: a screen from the start. The others enter the
+    # alternate screen: the default (auto) starts theirs there.
+    server.create(name=agent, command=list(program.argv), cols=program.cols, rows=program.rows,
+                  env={"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **dict(program.env)},
+                  **({"screen": "on"} if name == "wide" else {}))
+    try:
+        _drive(server, agent, program)
+        if not program.steps:
+            server.wait_state(agent, "exited")
+        else:
+            # Settled (quiet for a second: its `screen` event has the screen's seq): the
+            # program has written what it will before the next key.
+            wait_for(lambda: _settled_seq(server, agent) == server.get(f"/api/agents/{agent}/screen")["seq"], 20)
+        shown = server.get(f"/api/agents/{agent}/screen")
+        data = _written(server, agent)
+        assert shown == server.get(f"/api/agents/{agent}/screen"), "the screen changed while being read"
+        with ReplayPane(data, program.cols, program.rows, workdir) as tmux:
+            _compare(shown, tmux)
+    finally:
+        if program.quit_keys:
+            server.request("POST", f"/api/agents/{agent}/input", {"data": program.quit_keys.decode()})
+        server.request("POST", f"/api/agents/{agent}/stop", {"grace_s": 1})
+        server.wait_state(agent, "exited")
+    expected = {"curses": "frame 039", "less": "line 0077", "wide": "XY本語abc"}[name]
+    assert any(expected in row for row in shown["text"])
