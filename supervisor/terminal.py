@@ -6,6 +6,12 @@ until its cursor-position and colour queries are answered. Under the supervisor 
 terminal, so :class:`TerminalResponder` reads the program's output and writes back what xterm
 would.
 
+Not answered, on purpose: the kitty keyboard protocol's query (``CSI ? u``, which codex sends
+with ``CSI > 7 u``). xterm and tmux 3.3a do not answer it either; crossterm then takes the
+device-attributes answer that follows as "no keyboard enhancement" and reads the legacy keys
+(``ESC``, ``\x03``, ``ESC [ A``) that the dashboard's terminal and the ``/input`` API send.
+Answering it would make codex expect ``CSI u``-encoded keys that they do not send.
+
 The cursor is tracked roughly, enough for a sensible position report: the column counts the
 characters since the last CR or LF, the row the newlines since the start (at most ``rows``), and
 absolute and relative cursor moves are followed. Wrapping, scrolling regions and wide characters

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -372,6 +373,42 @@ def transcript(screen: list[str]) -> list[str]:
     return [row for row in screen[start:end] if row.strip()]
 
 
+_SELF_CHANGING = [
+    (re.compile(r"codex\d+"), "codexN"),  # each session's own directory (same length)
+    (re.compile(r"Worked for [^•]*• \d\d:\d\d"), "Worked for <time> • HH:MM"),
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<session id>"),
+]
+
+
+def masked(rows: list[str]) -> list[str]:
+    """Rows with what changes by itself from session to session masked: the clock time and
+    duration of the turn, session ids, the session's own directory."""
+    out = []
+    for row in rows:
+        for pattern, mask in _SELF_CHANGING:
+            row = pattern.sub(mask, row)
+        out.append(row.rstrip())
+    return out
+
+
+def supervised_screen(server: Server, name: str, *texts: str, timeout: float = 60) -> list[str]:
+    """``GET /api/agents/<name>/screen``'s rows once they hold every one of ``texts``."""
+    found: list[str] = []
+
+    def ready() -> bool:
+        response = server.request("GET", f"/api/agents/{name}/screen")
+        if response.status != 200:
+            return False
+        found[:] = response.json()["text"]
+        return screen_has(*texts)(found)
+
+    try:
+        wait_for(ready, timeout, 0.1, f"{texts} on the screen")
+    except AssertionError:
+        raise AssertionError(f"no {texts} on the screen; it shows:\n" + "\n".join(found)) from None
+    return found
+
+
 def in_order(needles: list[str], haystack: str) -> bool:
     at = 0
     for needle in needles:
@@ -416,14 +453,20 @@ def process_names(pids: set[int]) -> set[str]:
 def test_codex_full_screen_completes_a_turn_offline_like_in_tmux(
         offline: Callable[..., OfflineCodex], server: Server, tmp_path: Path) -> None:
     """The full screen, under the supervisor and in tmux: no sign-in, trust or onboarding
-    screen comes first; the prompt typed in runs the command, and the answer appears in both.
-    ``stop`` ends codex and everything it started (no daemon: ``daemon_auto_start = false``)."""
+    screen comes first; the prompt typed in through ``/input`` runs the command, and the answer
+    appears in both. The supervisor's virtual screen (``GET /screen``) is tmux's, row for row,
+    but for what changes by itself (the time, the session's directory). ``stop`` ends codex
+    and everything it started (no daemon: ``daemon_auto_start = false``)."""
     require_tmux()
     under_supervisor, in_tmux = offline(script()), offline(script())
 
     lines = supervised_tui(server, under_supervisor, "codex-tui")
     session, screen = tmux_tui(in_tmux)
     try:
+        ours = supervised_screen(server, "codex-tui", FINAL, "Worked for", "· Offline turn")
+        assert masked(ours) == masked(screen), "\n".join(
+            f"row {i}:\n  ours: {a!r}\n  tmux: {b!r}" for i, (a, b) in enumerate(zip(masked(ours), masked(screen))) if a != b)
+        assert transcript(ours) == transcript(screen)
         turn = transcript(screen)
         assert [row.strip() for row in turn] == [f"› {TYPED}", f"• Ran {COMMAND}", "└ offline-42", f"• {FINAL}"]
         assert any(row.endswith("· Offline turn") for row in screen), screen  # the title, asked for aside

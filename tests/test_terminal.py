@@ -138,3 +138,12 @@ def test_long_unfinished_sequence_is_not_carried() -> None:
     assert responder.feed(b"\x1b]0;" + b"t" * 1000) == b""
     reply = responder.feed(b"\x07" + CPR)
     assert reply.startswith(b"\x1b[1;") and reply.endswith(b"R")
+
+
+def test_the_keyboard_protocol_query_is_left_unanswered_as_xterm_does() -> None:
+    """codex (crossterm) asks for the kitty keyboard protocol's flags (``CSI ? u``) and then for
+    the device attributes: only the second is answered, as xterm and tmux 3.3a answer, so the
+    program knows the protocol is off and sends nothing for it; the keys a terminal (xterm.js in
+    the dashboard, the /input API) sends are the legacy ones codex then reads."""
+    responder = TerminalResponder()
+    assert responder.feed(b"\x1b[>7u\x1b[?u\x1b[c") == b"\x1b[?62;22c"
