@@ -1,9 +1,11 @@
 // The dashboard: the agent list (live from /api/stream), the start form, the selected agent's
-// log viewer (its own stream), input, extractions and stats. Wiring only; the logic lives in
-// ansi.js, linebuffer.js, logview.js, sse.js and api.js.
+// log viewer (its own stream) and, for agents with a virtual screen, its Screen view, input,
+// extractions and stats. Wiring only; the logic lives in ansi.js, linebuffer.js, logview.js,
+// screen.js, sse.js and api.js.
 
 import { api, apiBlob, ApiError, setTokenPrompt } from "./api.js";
 import { LogView } from "./logview.js";
+import { ScreenView } from "./screen.js";
 import { adoptAddressBarToken } from "./session.js";
 import { StreamClient } from "./sse.js";
 import {
@@ -45,10 +47,47 @@ const view = new LogView({
   status: $("line-status"),
 });
 
+// The Screen view, offered while the selected agent's run has a screen; shown by itself the
+// first time a full-screen program's screen appears, unless the user picked a view.
+let viewChosen = false;
+const screenView = new ScreenView(
+  { view: $("screen-view"), term: $("screen-term"), status: $("screen-status") },
+  {
+    onAvailable: (available, alternate) => {
+      $("view-tabs").hidden = !available;
+      $("screen-status").hidden = !available;
+      if (!available) showView("log");
+      else if (alternate && !viewChosen) showView("screen");
+    },
+    onError: (message) => showNotice(`typing into the screen: ${message}`, true),
+  },
+);
+
+function showView(which) {
+  const screen = which === "screen";
+  $("tab-log").setAttribute("aria-selected", String(!screen));
+  $("tab-screen").setAttribute("aria-selected", String(screen));
+  $("log-view").hidden = screen;
+  $("filter").hidden = screen;
+  $("line-status").hidden = screen;
+  $("input-form").hidden = screen;
+  screenView.setVisible(screen);
+}
+
+$("tab-log").addEventListener("click", () => {
+  viewChosen = true;
+  showView("log");
+});
+$("tab-screen").addEventListener("click", () => {
+  viewChosen = true;
+  showView("screen");
+});
+
 // For the console and the browser tests: read-only handles on the live objects.
 const debug = {
   agents,
   view,
+  screen: screenView,
   tokenPrompts: 0,
   loggedInFromAddress: false,
   get viewerStream() {
@@ -145,6 +184,9 @@ function onGlobalEvent(env) {
       Object.assign(a, pick(d, ["state", "run", "pid", "exit_code", "signal", "reason"]));
       if (env.agent_name === selected && d.state === "starting" && viewerStream?.state === "done") {
         viewerStream.retry(); // a new run of the agent we are watching: follow it
+      }
+      if (env.agent_name === selected && d.state === "starting" && !screenView.es && a.screen !== "off") {
+        screenView.open(selected, a.screen); // its screen stream was never opened (screen was off)
       }
     } else if (env.type === "complete") {
       Object.assign(a, pick(d, ["state", "exit_code", "signal", "duration_s", "lines", "extractions", "reason"]));
@@ -292,6 +334,9 @@ function select(name) {
     { endsOnComplete: (env) => (env.data?.run ?? 0) >= (agents.get(name)?.run ?? 0) },
   );
   viewerStream.open();
+  viewChosen = false;
+  showView("log");
+  screenView.open(name, agents.get(name)?.screen);
   renderAgents();
   renderViewerHead();
 }
@@ -668,6 +713,7 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("pagehide", () => {
   viewerStream?.close();
   globalStream?.close();
+  screenView.close();
 });
 
 start();

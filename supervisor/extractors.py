@@ -369,7 +369,7 @@ def _normalize_json(name: str, spec: Mapping[str, object]) -> Normalized:
                 f"extractor {name!r}: where.{at} must be a string, number, true, false, null or a "
                 f"list of them, not {expected!r}"
             )
-        where.append((tuple(_json_path(name, f"a where key", at).split(".")), tuple(_dumps(v) for v in values)))
+        where.append((tuple(_json_path(name, "a where key", at).split(".")), tuple(_dumps(v) for v in values)))
     groups = []
     for group, at in groups_in.items():
         if not isinstance(group, str) or not _GROUP_NAME.fullmatch(group):

@@ -583,3 +583,56 @@ def test_codex_full_screen_asks_first_whether_to_trust_a_repository(
         assert_offline(codex, "tui")
     finally:
         close_and_check_all_gone(session)
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+
+def xterm_rows(page: Any) -> list[str]:
+    """What the Screen view's xterm.js holds, row by row (trailing blanks left out)."""
+    rows: list[str] = page.evaluate(
+        """() => { const t = window.agentSupervisor.screen.term; if (!t) return [];
+                   const b = t.buffer.active;
+                   return [...Array(t.rows).keys()].map((i) => b.getLine(i).translateToString(true).trimEnd()); }""")
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_codex_full_screen_in_the_dashboards_screen_view(
+        offline: Callable[..., OfflineCodex], server: Server, page: Any) -> None:
+    """The dashboard's Screen view of the real codex TUI in Chromium: the welcome (the
+    ">_ OpenAI Codex" box and the prompt) is there at 120x40; a prompt typed into the view
+    runs the turn and the answer appears; the view holds what GET /screen holds. Screenshots
+    of both go to CI's output."""
+    from playwright.sync_api import expect
+
+    from support.browser import output_dir, screenshot
+
+    codex = offline(script())
+    server.create(name="codex-view", profile="codex", cwd=str(codex.workdir), command=codex.argv(),
+                  env=codex.env, cols=120, rows=40)
+    page.goto(f"{server.dashboard}#agent=codex-view")
+    expect(page.locator("#tab-screen")).to_have_attribute("aria-selected", "true", timeout=60_000)
+
+    def shows(*texts: str) -> Callable[[], bool]:
+        return lambda: screen_has(*texts)(xterm_rows(page))
+
+    wait_for(shows("OpenAI Codex (v0.169.0)", PROMPT_READY), 60, 0.1, "the welcome in the Screen view")
+    assert page.evaluate("window.agentSupervisor.screen.term.cols") == 120
+    screenshot(page, "codex-screen-welcome")
+
+    page.locator("#screen-term").click()
+    page.keyboard.type(TYPED, delay=25)
+    wait_for(shows(f"› {TYPED}"), 30, 0.1, "the typed prompt in the Screen view")
+    page.keyboard.press("Enter")
+    wait_for(shows(FINAL, "Worked for"), 90, 0.1, "the answer in the Screen view")
+    screenshot(page, "codex-screen-answer")
+    page.locator("#screen-term").screenshot(path=str(output_dir() / "codex-screen-answer-terminal.png"))
+    wait_for(lambda: xterm_rows(page) == [row.rstrip() for row in server.get("/api/agents/codex-view/screen")["text"]],
+             15, 0.1, "the view to hold the screen")
+    assert_offline(codex, "tui")
+    assert_turn_went_through(codex, TYPED)
+    assert server.request("POST", "/api/agents/codex-view/stop", {"grace_s": 5}).status == 202
+    server.wait_state("codex-view", "exited", timeout=30)

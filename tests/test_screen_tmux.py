@@ -177,7 +177,10 @@ def _drive(server: Server, name: str, program: Program) -> None:
     ``support.screen.record`` does under its own PTY)."""
     mark = 0
     for step in program.steps:
-        wait_for(lambda: _written(server, name).find(step.expect, mark) >= 0, 20, 0.02, f"{step.expect!r}")
+        def arrived(expect: bytes = step.expect, since: int = mark) -> bool:
+            return _written(server, name).find(expect, since) >= 0
+
+        wait_for(arrived, 20, 0.02, f"{step.expect!r}")
         mark = len(_written(server, name))
         if step.send:
             response = server.request("POST", f"/api/agents/{name}/input", {"data": step.send.decode()})
