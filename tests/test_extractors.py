@@ -657,9 +657,10 @@ def test_json_and_regex_extractors_together_keep_their_order_and_caps() -> None:
 
 
 def test_json_specs_round_trip() -> None:
-    """specs() gives JSON extractors back as given (a one-value list as the value)."""
-    specs = [{"name": "j", "json": "a.b", "where": {"t": "x", "k": [1, 2]}, "groups": {"g": "c"}},
-             {"name": "k", "json": "z"}]
+    """specs() gives JSON extractors back as given."""
+    specs: list[dict[str, Any]] = [
+        {"name": "j", "json": "a.b", "where": {"t": "x", "k": [1, 2]}, "groups": {"g": "c"}},
+        {"name": "k", "json": "z"}]
     assert compile_extractors(specs).specs() == specs
     assert compile_extractors(compile_extractors(specs).specs()).specs() == specs
 
