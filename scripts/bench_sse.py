@@ -15,6 +15,12 @@ so that the two are measured on the same machine in the same minutes; ``--refere
 it with the tick agent's lines read from a PTY instead (the floor for relaying a real agent),
 ``--reference both`` runs the two. ``--repeat N`` runs each N times and ends with the median.
 
+``tui-1mb`` puts a full-screen agent (``scripts/tui_agent.py``, 1 MB/s of TUI drawing, which
+the server's virtual screen follows) beside the tick agent, and runs alternately with the same
+scenario without it (target ``ours-no-tui``): the ratio of the two p99s of the tick agent's
+clients is what a TUI costs the others (the goal: at most 1.2). The TUI agent's rate is checked
+from its output log, and its screen from ``GET /screen``.
+
     scripts/bench_sse.py                       # every scenario
     scripts/bench_sse.py fanout-1000 --duration 20
     scripts/bench_sse.py fanout-1000 --repeat 5 --reference
@@ -65,6 +71,8 @@ class Scenario:
     #: Lines the agent prints before clients connect, so that the server's in-memory history is
     #: full and the RSS baseline is not the history filling up.
     prewarm_lines: int = 1
+    #: Bytes per second of a full-screen agent beside the tick agent (0: none).
+    tui_rate: int = 0
 
 
 SCENARIOS = {
@@ -78,6 +86,8 @@ SCENARIOS = {
                  goal="(slow-50+1 without the slow client: the RSS baseline)"),
         Scenario("slow-50+1", 51, 400, size=4096, slow=1, ramp=1, prewarm_lines=4000,
                  goal="slow one dropped, RSS +2 MB at most, the 50 unaffected"),
+        Scenario("tui-1mb", 100, 100, ramp=1, tui_rate=1_000_000,
+                 goal="p99 of the line agent's clients at most 1.2x the same without the TUI agent"),
     )
 }
 
@@ -142,8 +152,9 @@ class ServerProcess:
         self.log.close()
 
 
-def _start_ours(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict[str, str]]:
-    """agent-supervisor with the tick agent under a PTY; its stream URL and request headers."""
+def _start_ours(scenario: Scenario, tmp: Path, tui: bool = True) -> tuple[ServerProcess, str, dict[str, str]]:
+    """agent-supervisor with the tick agent under a PTY (and the TUI agent, if the scenario has
+    one and ``tui``); the tick agent's stream URL and request headers."""
     server = ServerProcess(
         [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(tmp / "data")],
         tmp / "server.log",
@@ -155,6 +166,9 @@ def _start_ours(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict
         agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
                  "--size", str(scenario.size)]
         _post(server.url + "/api/agents", {"name": "ticker", "command": agent}, auth)
+        if scenario.tui_rate and tui:
+            drawing = [sys.executable, str(ROOT / "scripts" / "tui_agent.py"), "--rate", str(scenario.tui_rate)]
+            _post(server.url + "/api/agents", {"name": "tui", "command": drawing, "cols": 120, "rows": 40}, auth)
         deadline = time.monotonic() + 60
         while _get(server.url + "/api/agents/ticker", auth)["lines"] < scenario.prewarm_lines:
             if time.monotonic() > deadline:
@@ -179,6 +193,7 @@ def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[
 Starter = Callable[[Scenario, Path], tuple[ServerProcess, str, dict[str, str]]]
 STARTERS: dict[str, Starter] = {
     "ours": _start_ours,
+    "ours-no-tui": lambda scenario, tmp: _start_ours(scenario, tmp, tui=False),
     "reference": _start_reference,
     "reference-pty": lambda scenario, tmp: _start_reference(scenario, tmp, pty=True),
 }
@@ -204,12 +219,20 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             # Sample the server over the measurement window (sseload starts it after ramp+warmup).
             time.sleep(scenario.ramp + scenario.warmup)
+            tui_log = Path(tmp) / "data" / "agents" / "tui" / "output.log"
+            tui_bytes = tui_log.stat().st_size if tui_log.exists() else 0
             cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
             rss_peak = 0
             while load.poll() is None and time.monotonic() - t_start < duration:
                 rss_peak = max(rss_peak, _rss_kb(pid))
                 time.sleep(0.25)
-            cpu = (_cpu_seconds(pid) - cpu_start) / max(0.001, time.monotonic() - t_start)
+            window = max(0.001, time.monotonic() - t_start)
+            cpu = (_cpu_seconds(pid) - cpu_start) / window
+            tui_rate = ((tui_log.stat().st_size - tui_bytes) / window) if tui_log.exists() else 0.0
+            tui_screen = None
+            if tui_log.exists():
+                screen = _get(server.url + "/api/agents/tui/screen", headers)
+                tui_screen = f"{screen['cols']}x{screen['rows']} alternate={screen['alternate']} seq={screen['seq']}"
             ticks_end = _cpu_ticks()
             steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
             dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target == "ours" else None
@@ -242,6 +265,8 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
         "server_rss_kb_per_client": round((rss_peak - rss_before) / max(1, normal), 2),
         "host_steal_pct": round(steal * 100, 1),
         "slow_clients_dropped": dropped,
+        "tui_bytes_per_s": round(tui_rate),
+        "tui_screen": tui_screen,
         "slow": [{k: s[k] for k in ("server_closed", "server_close_after_s", "events_total_after_drain")}
                  for s in result.get("slow", [])],
         "sseload": summary.strip(),
@@ -268,7 +293,7 @@ def main() -> int:
     results = []
     for name in names:
         scenario = SCENARIOS[name]
-        targets = ["ours"]
+        targets = ["ours", "ours-no-tui"] if scenario.tui_rate else ["ours"]
         if args.reference and scenario.rate and not scenario.slow:
             if args.reference in ("timer", "both"):
                 targets.append("reference")
@@ -287,6 +312,8 @@ def main() -> int:
                 if quiet:
                     print(f"{name} [{target}] median of the {len(quiet)} runs with steal < {QUIET_STEAL_PCT}%: "
                           f"{_medians(quiet)}", flush=True)
+        if scenario.tui_rate:
+            print(_tui_ratio([r for r in results if r["scenario"] == name]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=1))
     return 0
@@ -302,6 +329,22 @@ def _medians(runs: list[dict[str, Any]]) -> str:
     )
 
 
+def _tui_ratio(runs: list[dict[str, Any]]) -> str:
+    """The p99 with the TUI agent over the p99 without it: of the medians, and of each pair of
+    runs made one after the other (quiet pairs: both with steal under QUIET_STEAL_PCT)."""
+    with_tui = [r for r in runs if r["target"] == "ours"]
+    without = [r for r in runs if r["target"] == "ours-no-tui"]
+    pairs = [a["p99_ms"] / b["p99_ms"] for a, b in zip(with_tui, without) if b["p99_ms"]]
+    quiet = [a["p99_ms"] / b["p99_ms"] for a, b in zip(with_tui, without)
+             if b["p99_ms"] and max(a["host_steal_pct"], b["host_steal_pct"]) < QUIET_STEAL_PCT]
+    median_ratio = statistics.median(r["p99_ms"] for r in with_tui) / max(0.001, statistics.median(r["p99_ms"] for r in without))
+    return (f"{runs[0]['scenario']}: p99 with the TUI agent / without = {median_ratio:.2f} (medians); "
+            f"pairs {', '.join(f'{p:.2f}' for p in pairs)}; quiet pairs {', '.join(f'{p:.2f}' for p in quiet) or '-'}; "
+            f"TUI agent {statistics.median(r['tui_bytes_per_s'] for r in with_tui) / 1e6:.2f} MB/s, "
+            f"CPU {statistics.median(r['server_cpu_pct'] for r in with_tui):.0f}% vs "
+            f"{statistics.median(r['server_cpu_pct'] for r in without):.0f}%")
+
+
 def _summary(result: dict[str, Any]) -> str:
     return (
         f"{result['scenario']} [{result['target']}]: conn={result['connected']}/{result['clients']} "
@@ -310,6 +353,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
         f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB) "
         f"steal={result['host_steal_pct']}%"
+        + (f" tui={result['tui_bytes_per_s'] / 1e6:.2f}MB/s ({result['tui_screen']})" if result.get("tui_screen") else "")
     )
 
 

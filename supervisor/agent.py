@@ -290,15 +290,21 @@ class Agent:
         pipeline = self._pipeline
         assert pipeline is not None
         now = time.monotonic()
-        # While a full-screen program is up its lines are fragments of redraws: the extractors
-        # read its settled screens instead (the pieces split the chunk where that changes).
+        # A full-screen program's output is its screen's: as lines it would only be fragments
+        # of redraws (its words in drawing order, wiped ones included). The screen shows it,
+        # its settled text is a `screen` event, the extractors read that; its terminal queries
+        # are answered with the screen's cursor. The pieces cut the chunk where it switches.
         for piece, full_screen in self.screen.pieces(data):
-            pipeline.extract_lines = not full_screen
-            reply, outputs = pipeline.feed(piece, now)
+            if full_screen:
+                self.screen.feed(piece)  # may yield to the hub between slices
+                reply = self.screen.answer(piece)
+            else:
+                reply, outputs = pipeline.feed(piece, now)
+                if outputs:
+                    self._emit_all(outputs)
+                self.screen.feed(piece)
             if reply and self._process is not None:
                 self._process.reply(reply)
-            if outputs:
-                self._emit_all(outputs)
         self._take_counts(pipeline)
         if self._partial_timer is None:
             self._partial_timer = gevent.spawn_later(
@@ -314,8 +320,6 @@ class Agent:
             # first line was published. The live view then never waits on the disk.
             self._files_due = True
             gevent.get_hub().loop.run_callback(self._write_files)
-        # Last: the screen may yield to the hub between slices of a big chunk.
-        self.screen.feed(data)
 
     def _on_screen_settled(self, data: dict[str, Any], lines: list[ScreenLine]) -> None:
         """The screen settled with new text: its ``screen`` event, then what the extractors

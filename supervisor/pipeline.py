@@ -13,10 +13,9 @@ read it, and before :mod:`supervisor.eventlog` gives the results ids::
 ``(type, data)`` pairs in the order they happened. ``now`` is a monotonic clock reading, used
 only to expire echo expectations. The same bytes cut into any chunks give the same events.
 
-A full-screen program's lines are only the fragments it redraws, so while the agent's virtual
-screen shows the alternate screen the agent turns ``extract_lines`` off, and the extractors run
-on the screen's settled lines instead (:meth:`OutputPipeline.extract_screen`), under the same
-caps and counts.
+A full-screen program's output is not fed here but to the agent's virtual screen (its lines
+would only be the fragments it redraws); the extractors then read the screen's settled lines
+(:meth:`OutputPipeline.extract_screen`), under the same caps and counts.
 
 Not safe to share between threads; one pipeline per run of an agent.
 """
@@ -42,7 +41,7 @@ class OutputPipeline:
     """Turns the output of run ``run`` into ``log`` and ``extraction`` events."""
 
     __slots__ = ("_awaiting", "_echo", "_per_extractor", "_per_line", "_responder", "_shown_partial", "_splitter",
-                 "extract_lines", "extractions", "extractions_cut", "extractors", "lines", "run")
+                 "extractions", "extractions_cut", "extractors", "lines", "run")
 
     def __init__(self, run: int, extractors: ExtractorSet, *, max_line_length: int = 65536,
                  cols: int = 120, rows: int = 40, max_matches_per_line: int = MAX_MATCHES_PER_LINE,
@@ -63,8 +62,6 @@ class OutputPipeline:
         self.extractions = 0
         #: Extractors whose matches on a line the caps cut (each counts once per line).
         self.extractions_cut = 0
-        #: Whether extractors read lines (off while a virtual screen shows a full-screen program).
-        self.extract_lines = True
 
     @property
     def lines_emitted(self) -> int:
@@ -177,7 +174,7 @@ class OutputPipeline:
         return out
 
     def _extract(self, text: str, line_num: int, out: list[Output]) -> None:
-        if not text or not len(self.extractors) or not self.extract_lines:
+        if not text or not len(self.extractors):
             return
         scan = self.extractors.scan_capped(text, self._per_extractor, self._per_line)
         self.extractions_cut += scan.cut

@@ -33,7 +33,7 @@ from .ansi import (
     as_bytes,
 )
 
-__all__ = ["TerminalResponder"]
+__all__ = ["QueryAnswerer", "TerminalResponder"]
 
 #: Queries and cursor moves, in bytes, from the grammar of :mod:`supervisor.ansi`. ``tail`` is an
 #: escape sequence cut off by the end of the chunk, kept for the next one; it comes before the
@@ -187,3 +187,54 @@ class TerminalResponder:
             return
         self._row = min(max(self._row, 1), self._rows)
         self._col = min(max(self._col, 0), self._cols - 1)
+
+
+#: The queries alone, for :class:`QueryAnswerer`: CPR (``ESC[6n``, ``ESC[?6n``), status
+#: (``ESC[5n``), device attributes (``ESC[c``, ``ESC[0c``, ``ESC[>c``, ``ESC[>0c``), the text
+#: area's size (``ESC[18t``), the colours (``OSC 10;?``, ``OSC 11;?``).
+_QUERY = re.compile(rb"\x1b\[(\??6|5)n|\x1b\[(>?)0?c|\x1b\[18t|\x1b\](1[01]);\?(\x07|\x1b\\)")
+#: The start of one of those, cut off by the end of a chunk.
+_QUERY_START = re.compile(rb"\x1b(?:\[[>?0-9]*|\](?:1[01]?(?:;\??)?)?|\]1[01];\?\x1b)?\Z")
+
+
+class QueryAnswerer:
+    """Answers the same queries as :class:`TerminalResponder`, for output whose cursor
+    something else knows exactly (the virtual screen of a program on the alternate screen):
+    ``feed(data, cursor, size)`` finds the queries in ``data`` (one regular expression over
+    it, a query cut between chunks included) and answers a cursor-position report with
+    ``cursor`` (0-based x, y) and a size report with ``size`` (cols, rows). Not safe to share
+    between threads."""
+
+    __slots__ = ("_carry",)
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, data: bytes, cursor: tuple[int, int], size: tuple[int, int]) -> bytes:
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        if b"\x1b" not in data:
+            return b""
+        replies = []
+        for m in _QUERY.finditer(data):
+            if m.group(1) is not None:
+                if m.group(1) == b"5":
+                    replies.append(b"\x1b[0n")
+                else:
+                    replies.append(b"\x1b[%d;%dR" % (cursor[1] + 1, cursor[0] + 1))
+            elif m.group(3) is not None:
+                replies.append(b"\x1b]" + m.group(3) + b";" + _COLOURS[m.group(3)] + m.group(4))
+            elif m.group().endswith(b"t"):
+                replies.append(b"\x1b[8;%d;%dt" % (size[1], size[0]))
+            else:
+                replies.append(_SECONDARY_DA if m.group(2) else _PRIMARY_DA)
+        # A query cut by the end of the chunk: its start, kept for the next one (the earliest
+        # ESC that starts one: an OSC query's terminator is an ESC too).
+        at = data.find(b"\x1b", max(0, len(data) - 8))
+        while at >= 0:
+            if _QUERY_START.match(data, at):
+                self._carry = data[at:]
+                break
+            at = data.find(b"\x1b", at + 1)
+        return b"".join(replies)

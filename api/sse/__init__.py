@@ -7,7 +7,9 @@
 - :mod:`~api.sse.backlog`: what a client's socket has not taken yet, within bounds;
 - :mod:`~api.sse.fanout`: the live clients of one stream and the hot loop over their sockets;
 - :mod:`~api.sse.counters`: the totals ``/api/sse/stats`` shows;
-- :mod:`~api.sse.handover`: the hand-written response head, and taking the socket from pywsgi.
+- :mod:`~api.sse.handover`: the hand-written response head, and taking the socket from pywsgi;
+- :mod:`~api.sse.screens`: the screen streams (a snapshot, then coalesced row diffs), apart
+  from the event log's.
 """
 from __future__ import annotations
 

@@ -58,12 +58,17 @@ __all__ = ["DEC_GRAPHICS", "Cursor", "ScreenLine", "VirtualScreen"]
 DEC_GRAPHICS = dict(zip("`abcdefghijklmnopqrstuvwxyz{|}~", "◆▒␉␌␍␊°±␤␋┘┐┌└┼⎺⎻─⎼⎽├┤┴┬│≤≥π≠£·"))
 _DEC_TABLE = str.maketrans(DEC_GRAPHICS)
 
-#: One token of output: printable text (1); a CSI sequence: parameters, intermediates, final
-#: byte (2-4); a control character, CR LF together (5); any other escape but the string ones
-#: (``ESC ]``, ``P``, ``X``, ``^``, ``_``): intermediates and final byte (6-7). No match at an
-#: ESC: a string, an unfinished sequence or a malformed one, for ``_escape``.
+#: One token of output: printable text (1); an SGR sequence's parameters and the text after it
+#: (2, 3); a cursor position's row and column and the text after it (4-6); any other CSI
+#: sequence: parameters, intermediates, final byte (7-9); a control character, CR LF together
+#: (10); any other escape but the string ones (``ESC ]``, ``P``, ``X``, ``^``, ``_``):
+#: intermediates and final byte (11, 12). No match at an ESC: a string, an unfinished sequence
+#: or a malformed one, for ``_escape``. A TUI's output is mostly "move, colour, text": the two
+#: fused tokens take a move or a colour and its text in one turn of the loop.
 _TOKEN = re.compile(
     rf"({TEXT_RUN})"
+    rf"|\x1b\[([0-9;]*)m({TEXT_RUN})?"
+    rf"|\x1b\[([0-9]+);([0-9]+)H({TEXT_RUN})?"
     rf"|\x1b\[({CSI_PARAMS})({CSI_INTERMEDIATES})({CSI_FINAL})"
     rf"|(\r\n|{CONTROL_BUT_ESC})"
     rf"|\x1b({CSI_INTERMEDIATES})({ESC_FINAL_PLAIN})"
@@ -354,6 +359,7 @@ class VirtualScreen:
             pos = m.end() if m.group() == "\x07" else m.start()
         match = _TOKEN.match
         sgr_after = _SGR_AFTER.get
+        cols, rows = self._cols, self._rows  # a resize never happens in the middle of a feed
         while pos < end:
             m = match(text, pos)
             if m is None:
@@ -365,17 +371,28 @@ class VirtualScreen:
             kind = m.lastindex
             if kind == 1:
                 chunk = m.group(1)
-                x = self._x
-                if (x + len(chunk) < self._cols and not self._pending and not self._graphics
-                        and not self._insert and (chunk.isascii() or not chunk.translate(NARROW_SEEN))):
-                    self._buf[self._y].put(x, chunk, self._code, self._stamp)
-                    self._x = x + len(chunk)
-                    self._last_char = chunk[-1]
-                    self._changed = True
+            elif kind <= 3:  # SGR, and the text after it
+                params = m.group(2)
+                code = self._code
+                after = sgr_after(code + "\0" + params)
+                self._code, self._erase = after if after is not None else _sgr_after(code, params)
+                if kind == 2:
+                    continue
+                chunk = m.group(3)
+            elif kind <= 6:  # CUP, and the text after it
+                if self._origin:
+                    self._cup([int(m.group(4)), int(m.group(5))])
                 else:
-                    self._print(chunk)
-            elif kind == 4:
-                params, inter, final = m.group(2, 3, 4)
+                    y, x = int(m.group(4)) - 1, int(m.group(5)) - 1
+                    self._x = x if 0 <= x < cols else (cols - 1 if x >= cols else 0)
+                    self._y = y if 0 <= y < rows else (rows - 1 if y >= rows else 0)
+                    self._pending = False
+                    self._changed = True
+                if kind == 5:
+                    continue
+                chunk = m.group(6)
+            elif kind == 9:
+                params, inter, final = m.group(7, 8, 9)
                 if inter or params[:1] in _PRIVATE:
                     self._csi(params, inter, final)
                 elif final == "m":
@@ -384,16 +401,29 @@ class VirtualScreen:
                     row, _, col = params.partition(";")
                     y = int(row) - 1 if row.isdigit() and row != "0" else 0
                     x = int(col) - 1 if col.isdigit() and col != "0" else 0
-                    self._x = x if x < self._cols else self._cols - 1
-                    self._y = y if y < self._rows else self._rows - 1
+                    self._x = x if x < cols else cols - 1
+                    self._y = y if y < rows else rows - 1
                     self._pending = False
                     self._changed = True
                 else:
                     self._csi(params, inter, final)
-            elif kind == 5:
-                self._control(m.group(5))
+                continue
+            elif kind == 10:
+                self._control(m.group(10))
+                continue
             else:
-                self._esc(m.group(6), m.group(7))
+                self._esc(m.group(11), m.group(12))
+                continue
+            # Text: narrow characters that fit the row are written here; the rest by _print.
+            x = self._x
+            if (x + len(chunk) < cols and not self._pending and not self._graphics
+                    and not self._insert and (chunk.isascii() or not chunk.translate(NARROW_SEEN))):
+                self._buf[self._y].put(x, chunk, self._code, self._stamp)
+                self._x = x + len(chunk)
+                self._last_char = chunk[-1]
+                self._changed = True
+            else:
+                self._print(chunk)
 
     def _escape(self, text: str, start: int) -> int:
         """An ESC that is no complete token: skip a string sequence, keep an unfinished one for

@@ -8,9 +8,11 @@ the alternate screen (``auto``: until then the output costs one ``bytes`` search
 after it ended, until the next run starts.
 
 Feeding costs about 150 µs per KB of full-screen output (docs/SCREEN.md), so :meth:`feed` cuts
-a chunk into slices of :data:`SLICE_BYTES` and, between two slices, waits for the hub to poll
-for I/O once: the hub is never held for more than one slice, and every other agent's output and
-every stream's flush get their turn. It is called from the run's reader greenlet, so a program
+a chunk into slices of :data:`SLICE_BYTES` and, once it has held the hub for :data:`HOLD_S`,
+waits for the hub to poll for I/O once before the next slice: the hub is never held much
+longer than that, and every other agent's output and every stream's flush get their turn. (A
+turn of the hub costs some 20-40 µs, so yielding after every small slice would cost a TUI at
+1 MB/s several percent of a core more; yielding by the clock costs only what it must.) It is called from the run's reader greenlet, so a program
 that draws faster than the screen can follow is slowed down by its own terminal, as a real one
 would (the reader reads nothing more meanwhile), and nothing queues up.
 
@@ -36,13 +38,16 @@ from gevent.hub import get_hub
 from supervisor.screen.detector import AlternateScreenDetector, alternate_switches
 from supervisor.screen.emulator import ScreenLine, VirtualScreen
 from supervisor.screen.text import printed_lines
+from supervisor.terminal import QueryAnswerer
 
-__all__ = ["SETTLE_MAX_S", "SLICE_BYTES", "LiveScreen", "Settled"]
+__all__ = ["HOLD_S", "SETTLE_MAX_S", "SLICE_BYTES", "LiveScreen", "Settled"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes fed to the emulator between two turns of the hub (about 0.6 ms of work).
-SLICE_BYTES = 4096
+#: Bytes fed to the emulator at a time (about 0.1 ms of work), and how long feeding may hold
+#: the hub before it lets the hub run.
+SLICE_BYTES = 512
+HOLD_S = 0.0002
 #: A screen that keeps changing (a spinner, a clock) is settled this often anyway.
 SETTLE_MAX_S = 10.0
 
@@ -90,6 +95,7 @@ class LiveScreen:
         self._settled_seq = -1
         self._settled_text: list[str] | None = None
         self._settled_lines: set[str] = set()
+        self._answerer = QueryAnswerer()
 
     # -- what others read --------------------------------------------------------------------
 
@@ -100,8 +106,9 @@ class LiveScreen:
 
     def pieces(self, data: bytes) -> list[tuple[bytes, bool]]:
         """``data`` cut where it enters or leaves the alternate screen, each piece with whether
-        the screen is full-screen there (what the line extractors need to know). One piece,
-        found with one ``bytes`` search, unless it switches. Call it before :meth:`feed`."""
+        it is the output of a full-screen program (which the screen shows, and which is no
+        lines). One piece, found with one ``bytes`` search, unless it switches. Call it before
+        :meth:`feed`."""
         state = self.alternate
         if self.mode == "off":
             return [(data, False)]
@@ -137,7 +144,17 @@ class LiveScreen:
         self._settled_seq = -1
         self._settled_text = None
         self._settled_lines = set()
+        self._answerer = QueryAnswerer()
         self._notify()
+
+    def answer(self, data: bytes) -> bytes:
+        """The replies to the terminal queries in ``data``, output already fed to the screen
+        (so a cursor-position report gives the cursor where the program put it)."""
+        screen = self.current
+        if screen is None:
+            return b""
+        cursor = screen.cursor
+        return self._answerer.feed(data, (cursor.x, cursor.y), (screen.cols, screen.rows))
 
     def feed(self, data: bytes) -> None:
         """The run's output, as read from the PTY. Yields to the hub between slices; call it
@@ -154,11 +171,13 @@ class LiveScreen:
             screen = self.current = VirtualScreen(self.cols, self.rows)
             self._notify()
             data = start
+        held_since = time.perf_counter()
         for at in range(0, len(data), SLICE_BYTES):
-            if at:
+            if at and time.perf_counter() - held_since >= HOLD_S:
                 _yield_to_io()
                 if self.current is not screen:  # a new run began meanwhile: this one is over
                     return
+                held_since = time.perf_counter()
             before = screen.seq
             screen.feed(data[at:at + SLICE_BYTES])
             if screen.seq != before:
