@@ -368,7 +368,7 @@ class VirtualScreen:
                     return
                 continue
             pos = m.end()
-            kind = m.lastindex
+            kind: int = m.lastindex  # type: ignore[assignment]  # every alternative has a group
             if kind == 1:
                 chunk = m.group(1)
             elif kind <= 3:  # SGR, and the text after it
