@@ -370,13 +370,14 @@ def masked(rows: list[str]) -> list[str]:
     return out
 
 
-def supervised_screen(server: Server, name: str, *texts: str, timeout: float = 60) -> list[str]:
-    """``GET /api/agents/<name>/screen``'s rows once they hold every one of ``texts``."""
+def supervised_screen(server: Server, name: str, *texts: str, timeout: float = 60, run: int | None = None) -> list[str]:
+    """``GET /api/agents/<name>/screen``'s rows (of run ``run``, if given) once they hold every
+    one of ``texts``."""
     found: list[str] = []
 
     def ready() -> bool:
         response = server.request("GET", f"/api/agents/{name}/screen")
-        if response.status != 200:
+        if response.status != 200 or run not in (None, response.json()["run"]):
             return False
         found[:] = response.json()["text"]
         return screen_has(*texts)(found)
@@ -503,11 +504,9 @@ def test_codex_full_screen_with_its_daemon(
     server.create(name="codex-daemon", profile="codex", cwd=str(codex.workdir), command=codex.argv(),
                   env=codex.env, cols=120, rows=40)
 
-    def second_prompt(events: list[SSEEvent]) -> bool:
-        return any(PROMPT_READY in plain(e) for e in events if e.event == "log" and e.json()["data"]["run"] == 2)
-
-    events = collect(server, "codex-daemon", second_prompt, timeout=60)
-    assert not [e.data for e in events if "already in use" in e.data]
+    rows = supervised_screen(server, "codex-daemon", PROMPT_READY, timeout=60, run=2)
+    events = server.get("/api/agents/codex-daemon/events?limit=10000")["events"]
+    assert not [e for e in events if "already in use" in json.dumps(e)] and not [r for r in rows if "already in use" in r]
     second = wait_for(lambda: {pid for pid, command in codex.daemons().items() if "--managed-daemon" in command},
                       30, 0.1, "the second session's daemon")
     assert server_pid not in second
