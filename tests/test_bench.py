@@ -67,3 +67,33 @@ def test_sampler_bench_measures_each_mode(tmp_path: Path) -> None:
         assert 0 < result["median_ms"] <= result["max_ms"], result
         assert result["machine_processes"] > 6 and 0 <= result["host_steal_pct"] <= 100
     assert "subreaper: median of 1 runs" in run.stdout, run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_tui_scenario_runs_with_and_without_the_tui_agent(tmp_path: Path) -> None:
+    """``tui-1mb`` runs alternately with and without a full-screen agent beside the line agent;
+    the full-screen agent has its virtual screen (on the alternate screen) and draws at about
+    its rate; the ratio of the p99s is reported."""
+    if not shutil.which("node") or not SSELOAD.exists():
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"the benchmark needs node and {SSELOAD}")
+        pytest.skip(f"the benchmark needs node and {SSELOAD}")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_sse.py"), "tui-1mb", "--duration", "2",
+         "--json", str(out), "--sseload", str(SSELOAD)],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())["results"]
+    assert [r["target"] for r in results] == ["ours", "ours-no-tui"]
+    with_tui, without = results
+    assert with_tui["tui_screen"].startswith("120x40 alternate=True") and with_tui["tui_bytes_per_s"] > 100_000
+    assert without["tui_screen"] is None and without["tui_bytes_per_s"] == 0
+    for result in results:
+        assert result["connected"] == 100 and result["events_per_s_per_client"] > 50, result["sseload"]
+    # (With the TUI agent beside it the line agent's ids have gaps, which the load client counts
+    # as missing: ids are the server's, and the TUI agent's screen events take some.)
+    assert without["missing"] == 0
+    assert "tui-1mb: p99 with the TUI agent / without = " in run.stdout, run.stdout

@@ -59,16 +59,16 @@ DEC_GRAPHICS = dict(zip("`abcdefghijklmnopqrstuvwxyz{|}~", "◆▒␉␌␍␊°
 _DEC_TABLE = str.maketrans(DEC_GRAPHICS)
 
 #: One token of output: printable text (1); an SGR sequence's parameters and the text after it
-#: (2, 3); a cursor position's row and column and the text after it (4-6); any other CSI
-#: sequence: parameters, intermediates, final byte (7-9); a control character, CR LF together
-#: (10); any other escape but the string ones (``ESC ]``, ``P``, ``X``, ``^``, ``_``):
-#: intermediates and final byte (11, 12). No match at an ESC: a string, an unfinished sequence
-#: or a malformed one, for ``_escape``. A TUI's output is mostly "move, colour, text": the two
-#: fused tokens take a move or a colour and its text in one turn of the loop.
+#: (2, 3); a cursor position's row and column, the parameters of an SGR sequence after it and
+#: the text after that (4-7); any other CSI sequence: parameters, intermediates, final byte
+#: (8-10); a control character, CR LF together (11); any other escape but the string ones
+#: (``ESC ]``, ``P``, ``X``, ``^``, ``_``): intermediates and final byte (12, 13). No match at
+#: an ESC: a string, an unfinished sequence or a malformed one, for ``_escape``. A TUI's output
+#: is mostly "move, colour, text": the fused tokens take them in one turn of the loop.
 _TOKEN = re.compile(
     rf"({TEXT_RUN})"
     rf"|\x1b\[([0-9;]*)m({TEXT_RUN})?"
-    rf"|\x1b\[([0-9]+);([0-9]+)H({TEXT_RUN})?"
+    rf"|\x1b\[([0-9]+);([0-9]+)H(?:\x1b\[([0-9;]*)m)?({TEXT_RUN})?"
     rf"|\x1b\[({CSI_PARAMS})({CSI_INTERMEDIATES})({CSI_FINAL})"
     rf"|(\r\n|{CONTROL_BUT_ESC})"
     rf"|\x1b({CSI_INTERMEDIATES})({ESC_FINAL_PLAIN})"
@@ -379,7 +379,7 @@ class VirtualScreen:
                 if kind == 2:
                     continue
                 chunk = m.group(3)
-            elif kind <= 6:  # CUP, and the text after it
+            elif kind <= 7:  # CUP, maybe an SGR after it, and maybe text after that
                 if self._origin:
                     self._cup([int(m.group(4)), int(m.group(5))])
                 else:
@@ -390,9 +390,16 @@ class VirtualScreen:
                     self._changed = True
                 if kind == 5:
                     continue
-                chunk = m.group(6)
-            elif kind == 9:
-                params, inter, final = m.group(7, 8, 9)
+                params = m.group(6)
+                if params is not None:
+                    code = self._code
+                    after = sgr_after(code + "\0" + params)
+                    self._code, self._erase = after if after is not None else _sgr_after(code, params)
+                if kind == 6:
+                    continue
+                chunk = m.group(7)
+            elif kind == 10:
+                params, inter, final = m.group(8, 9, 10)
                 if inter or params[:1] in _PRIVATE:
                     self._csi(params, inter, final)
                 elif final == "m":
@@ -408,11 +415,11 @@ class VirtualScreen:
                 else:
                     self._csi(params, inter, final)
                 continue
-            elif kind == 10:
-                self._control(m.group(10))
+            elif kind == 11:
+                self._control(m.group(11))
                 continue
             else:
-                self._esc(m.group(11), m.group(12))
+                self._esc(m.group(12), m.group(13))
                 continue
             # Text: narrow characters that fit the row are written here; the rest by _print.
             x = self._x
