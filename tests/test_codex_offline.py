@@ -84,11 +84,11 @@ def offline(codex_bin: Path, netns: LoopbackNetns | None,
     # off a 120-column row.
     root = Path(tempfile.mkdtemp(prefix="codex-"))
 
-    def make(replies: list[Reply], daemon: bool = False, trusted: bool = True) -> OfflineCodex:
+    def make(replies: list[Reply], daemon: bool = False, trusted: bool = True, signed_in: bool = True) -> OfflineCodex:
         listener = netns.listen() if netns else None
         fake = FakeResponses(replies, listener=listener).start()
         codex = OfflineCodex(codex_bin, fake, root / f"codex{len(made)}", netns, daemon=daemon,
-                             trusted=trusted)
+                             trusted=trusted, signed_in=signed_in)
         subprocess.run(["git", "init", "-q", str(codex.workdir)], check=True, timeout=30)  # so trust matters
         made.append(codex)
         return codex
@@ -559,6 +559,58 @@ def test_codex_full_screen_asks_first_whether_to_trust_a_repository(
         assert_offline(codex, "tui")
     finally:
         close_and_check_all_gone(session)
+
+
+SIGN_IN_URL = re.compile(r"https://auth\.openai\.com/oauth/authorize\?\S+")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_codex_sign_in_url_drawn_over_four_rows_is_extracted_whole(
+        offline: Callable[..., OfflineCodex], server: Server, tmp_path: Path) -> None:
+    """A new user's first screen (issue 15): codex's sign-in menu, then, after Enter, "Finish
+    signing in via your browser" with the sign-in URL that ratatui draws over four rows of a
+    120-column screen (no soft wrap: a cursor move before each row). The settled screen is a
+    ``screen`` event with every character of the rows, and the ``url`` extractor of the codex
+    profile reads the URL from it whole: exactly the URL codex handed to the browser (a
+    ``$BROWSER`` that writes it down). The URL's first row alone is never extracted."""
+    codex = offline([], signed_in=False)
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    server.create(name="codex-login", profile="codex", cwd=str(codex.workdir), command=codex.argv(),
+                  env={**codex.env, "BROWSER": str(browser)}, cols=120, rows=30)
+    supervised_screen(server, "codex-login", "1. Sign in with ChatGPT", "Press enter to continue")
+    assert server.request("POST", "/api/agents/codex-login/input", {"data": "\r"}).status == 204
+    rows = supervised_screen(server, "codex-login", "Finish signing in via your browser", "Press esc to cancel")
+    wait_for(opened.exists, 15, 0.05, "codex to open the browser")
+    url = opened.read_text().strip()
+    assert SIGN_IN_URL.fullmatch(url), url
+    first = next(i for i, row in enumerate(rows) if "https://auth.openai.com" in row)
+    url_rows = [row.strip() for row in rows[first:first + 4]]
+    assert "".join(url_rows) == url and all(len(row) > 60 for row in url_rows), rows  # four rows
+
+    def screen_urls() -> list[dict[str, Any]]:
+        events = server.get("/api/agents/codex-login/events?limit=10000")["events"]
+        return [e["data"] for e in events if e["type"] == "extraction" and e["data"]["name"] == "url"]
+
+    found = wait_for(screen_urls, 15, 0.1, "the url extracted from the settled screen")
+    assert [(d["value"], d["source"], d["row"], d["rows"]) for d in found] == [(url, "screen", first, 4)]
+    settled = [e["data"] for e in server.get("/api/agents/codex-login/events?limit=10000")["events"]
+               if e["type"] == "screen"]
+    assert screen_has("Finish signing in via your browser", "Press esc to cancel")(settled[-1]["text"])
+    assert settled[-1]["alternate"]
+    logs = [e["data"]["line"] for e in server.get("/api/agents/codex-login/events?limit=10000")["events"]
+            if e["type"] == "log"]
+    assert not [line for line in logs if "Fini" in line or "cancel" in line or "https://" in line], logs
+    assert server.request("POST", "/api/agents/codex-login/input", {"data": "\x1b"}).status == 204
+    supervised_screen(server, "codex-login", "1. Sign in with ChatGPT")
+    assert codex.fake.turns == []
+    assert codex.fake.problems == [], codex.fake.summary()
+    result = cli("stop", "codex-login", "--grace", "5", server=server)
+    assert result.returncode == 0, result.stderr
+    server.wait_state("codex-login", "exited", timeout=30)
 
 
 # --------------------------------------------------------------------------- the dashboard

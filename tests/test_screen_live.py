@@ -196,6 +196,20 @@ def test_printed_lines_join_rows_a_program_drew_up_to_the_margin() -> None:
     ]
 
 
+def test_printed_lines_join_a_line_that_goes_on_at_the_left_edge() -> None:
+    """ratatui wraps a paragraph line whose indentation is its own leading spaces at the left
+    edge (codex's sign-in URL): the rows after the first start at column 0 and are joined; a
+    row that goes on further right than the line began is not, nor one after a short row."""
+    screen = VirtualScreen(40, 10)
+    text = "  " + URL
+    for i, start in enumerate(range(0, len(text), 40)):
+        screen.feed(b"\x1b[%d;1H" % (1 + i) + text[start:start + 40].encode())
+    screen.feed(b"\x1b[5;1H" + b"z" * 40 + b"\x1b[6;5Hindented further")
+    screen.feed(b"\x1b[8;1Hshort\x1b[9;1Hnext")
+    lines = [(line.first, line.last, line.text) for line in printed_lines(screen) if line.text.strip()]
+    assert lines == [(0, 2, text), (4, 4, "z" * 40), (5, 5, "    indented further"), (7, 7, "short"), (8, 8, "next")]
+
+
 # --------------------------------------------------------------------------- agents
 
 

@@ -7,13 +7,16 @@ A URL longer than the screen is wide comes out in pieces on its rows, one of two
 - the program drew it row by row itself, as ratatui (codex) and most TUI libraries do, with a
   cursor move before each row and no wrap the terminal knows of. :func:`printed_lines` joins a
   row whose text runs to the last column with the row after it when that row starts at the
-  same indentation, as a paragraph's next row does; the join drops the indentation. A row that
-  ends in a box-drawing character (the right edge of a frame) or in a space is not joined.
+  line's first indentation or to the left of it: an indented block's next row keeps its
+  indentation, and a line whose indentation was its own leading spaces goes on at the left
+  edge (codex's sign-in URL: ``"  https://auth.openai.com/..."`` over four rows of 120
+  columns, the last three from column 0). The join drops the next row's indentation. A row
+  that ends in a box-drawing character (the right edge of a frame) or in a space is not joined.
 
 The heuristic can join two rows that were never one line (prose that happens to end in the
-last column, then a row at the same indentation): the text then reads ``word`` + ``next``
-without a space. Extractors see both rows' words either way; a value across the join is what
-it would be in the line the program printed.
+last column, then a row at the same indentation or less): the text then reads ``word`` +
+``next`` without a space. Extractors see both rows' words either way; a value across the join
+is what it would be in the line the program printed.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def printed_lines(screen: VirtualScreen) -> list[ScreenLine]:
             previous = out[-1]
             head = rows[previous.first]
             if (previous.last + 1 == line.first and _runs_to_the_margin(rows[previous.last], cols)
-                    and line.text.strip() and _indent(line.text) == _indent(head)):
+                    and line.text.strip() and _indent(line.text) <= _indent(head)):
                 out[-1] = ScreenLine(previous.first, line.last, previous.text + line.text.lstrip(" "))
                 continue
         out.append(line)

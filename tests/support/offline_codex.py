@@ -40,10 +40,13 @@ UNSTOPPABLE_STRAYS = {"tui": {"CONNECT raw.githubusercontent.com:443"}, "exec": 
 API_KEY_VARIABLE = "FAKE_RESPONSES_API_KEY"
 
 
-def config_toml(fake: FakeResponses, workdir: Path, daemon: bool = False, trusted: bool = True) -> str:
+def config_toml(fake: FakeResponses, workdir: Path, daemon: bool = False, trusted: bool = True,
+                signed_in: bool = True) -> str:
+    """The home's config; without ``signed_in`` no provider is set, so codex asks the user to sign
+    in to OpenAI (its first screen for a new user)."""
     return (
         "check_for_update_on_startup = false\n"
-        + fake.provider_toml(env_key=API_KEY_VARIABLE)
+        + (fake.provider_toml(env_key=API_KEY_VARIABLE) if signed_in else "")
         + "\n[analytics]\nenabled = false\n"
         + f"\n[features]\nplugins = false\ndaemon_auto_start = {'true' if daemon else 'false'}\n"
         + (f'\n[projects."{workdir}"]\ntrust_level = "trusted"\n' if trusted else "")
@@ -60,6 +63,7 @@ class OfflineCodex:
     netns: LoopbackNetns | None = None
     daemon: bool = False
     trusted: bool = True  # the work directory, so that codex does not ask
+    signed_in: bool = True  # the stand-in as the provider, with its key; else codex's sign-in menu
 
     def __post_init__(self) -> None:
         self.home = self.root / "home"
@@ -67,7 +71,8 @@ class OfflineCodex:
         self.workdir = self.root / "work"
         self.codex_home.mkdir(parents=True)
         self.workdir.mkdir()
-        (self.codex_home / "config.toml").write_text(config_toml(self.fake, self.workdir, self.daemon, self.trusted))
+        (self.codex_home / "config.toml").write_text(config_toml(self.fake, self.workdir, self.daemon, self.trusted,
+                                                                     self.signed_in))
 
     @property
     def env(self) -> dict[str, str]:
