@@ -729,3 +729,32 @@ def test_screen_follow_redraws_the_screen_in_a_terminal(server: Server) -> None:
     assert (shown["cursor"]["x"], shown["cursor"]["y"]) == (agent["cursor"]["x"], agent["cursor"]["y"])
     assert "\x1b[0;33mhello" in shown["ansi"][1]
     server.request("POST", "/api/agents/cli-follow/stop", {"grace_s": 0})
+
+
+def test_tail_and_run_show_a_full_screen_programs_settled_screens(server: Server) -> None:
+    """A full-screen program prints no lines (its output is its screen's): ``tail`` shows its
+    settled screen as a frame of rows on stdout, only the newest one (``--from-start``: each
+    one), and ``run`` shows each frame as the screen settles, the final one at the end."""
+    def screens() -> list[dict[str, Any]]:
+        return [e["data"] for e in history(server, "cli-settled") if e["type"] == "screen"]
+
+    server.create(name="cli-settled", command=SCREEN_AGENT, cols=30, rows=6)
+    first = wait_for(screens, 15, 0.05, "the first settled screen")[0]
+    result = cli("tail", "cli-settled", server=server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"--- cli-settled: run 1, screen {first['seq']}, 30x6\n\n  hello\n"
+    server.request("POST", "/api/agents/cli-settled/input", {"data": "\n"})
+    second = wait_for(lambda: screens()[1:], 15, 0.05, "the second settled screen")[0]
+    result = cli("tail", "cli-settled", server=server)
+    assert result.stdout == f"--- cli-settled: run 1, screen {second['seq']}, 30x6\n\n  hello\n  world\n"
+    result = cli("tail", "cli-settled", "--from-start", server=server)
+    assert result.stdout.count("--- cli-settled: run 1, screen ") == 2 and result.stdout.endswith("  world\n")
+
+    done = cli("run", "cli-run-screen", "--cols", "30", "--rows", "6", "--",
+               sys.executable, "-c", "import sys; sys.stdout.write('\\x1b[?1049h\\x1b[3;2Hdrawn'); sys.stdout.flush()",
+               server=server)
+    assert done.returncode == 0, done.stderr
+    frames = done.stdout.split("--- cli-run-screen: run 1, screen ")
+    assert frames[0] == "" and frames[-1].split("\n", 1)[1] == "\n\n drawn\n", done.stdout
+    assert ", final\n" in frames[-1]
+    server.request("POST", "/api/agents/cli-settled/stop", {"grace_s": 0})

@@ -73,7 +73,8 @@ def last_lines(events: list[dict[str, Any]], count: int) -> list[dict[str, Any]]
     """The events from the one that holds the ``count``-th last complete line on. Only complete
     lines count (a partial line and its final version are one line; a partial line that no
     final version follows yet, a prompt, does not count but is kept); other events between them
-    come along."""
+    come along; of their settled screens only the newest: a full-screen program's screen as it
+    is, not each one it has shown."""
     if count <= 0:
         return []
     complete: set[tuple[Any, Any]] = set()
@@ -92,7 +93,12 @@ def last_lines(events: list[dict[str, Any]], count: int) -> list[dict[str, Any]]
             break
         complete.add(key)
         start = index
-    return events[start:]
+    newest = next((i for i in range(len(events) - 1, -1, -1) if events[i].get("type") == "screen"), None)
+    if newest is None:
+        return events[start:]
+    kept = [event for i, event in enumerate(events[start:], start) if event.get("type") != "screen" or i == newest]
+    # A full-screen program may have printed no line since its screen settled, or none at all.
+    return kept if newest >= start else [events[newest], *kept]
 
 
 def print_stream(follower: Follower, renderer: Renderer, replay_until: int = 0) -> None:

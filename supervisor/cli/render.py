@@ -135,8 +135,9 @@ class Renderer:
     pipe partial lines are skipped, since their final version always follows. A line the agent
     redrew in place (``redraw``) is redrawn in place on a terminal when it is still on screen
     (one row each, since it was printed), else printed again, as in a pipe. Colours are kept
-    or stripped (the event's ``plain``). Extractions, state changes and the end of a run are
-    notes on stderr. JSON mode: every event's envelope, one per line, nothing else on stdout.
+    or stripped (the event's ``plain``). A settled screen of a full-screen program (a
+    ``screen`` event) is a frame of its rows. Extractions, state changes and the end of a run
+    are notes on stderr. JSON mode: every event's envelope, one per line, nothing else on stdout.
     """
 
     def __init__(self, out: IO[str], status: Status, *, colour: bool, json_mode: bool = False,
@@ -195,6 +196,8 @@ class Renderer:
             self._log(name, data)
         elif kind == "extraction":
             self._extraction(name, data)
+        elif kind == "screen":
+            self._screen(name, data)
         elif kind == "state":
             self._state(name, data)
         elif kind == "error":
@@ -248,6 +251,26 @@ class Renderer:
             self.lines += 1
         if self.redraw:
             self._printed.append((key, len(str(data.get("plain", data.get("line", ""))))))
+
+    def _screen(self, name: str, data: dict[str, Any]) -> None:
+        """A settled screen (a full-screen program's output is its screen's, not lines): a frame
+        of its rows on stdout, headed as ``screen --follow`` heads one in a pipe, the blank
+        rows at the bottom left out."""
+        rows = [str(row) for row in data.get("text") or []]
+        while rows and not rows[-1].strip():
+            rows.pop()
+        prefix = (f"{CYAN}{name} | {RESET}" if self.colour else f"{name} | ") if self.show_names else ""
+        final = ", final" if data.get("final") else ""
+        head = f"--- {name}: run {data.get('run', '?')}, screen {data.get('seq', '?')}, " \
+               f"{data.get('cols', '?')}x{data.get('rows', '?')}{final}"
+        self.status.clear()
+        if self._partial is not None:
+            self.out.write("\n")
+            self._partial = None
+        self.out.write("".join(f"{prefix}{row}\n" for row in [head, *rows]))
+        self.out.flush()
+        if self.redraw:
+            self._printed.clear()  # the rows printed before are no longer where a redraw expects
 
     def _redraw_in_place(self, key: tuple[str, Any, Any], line: str) -> bool:
         """Draw ``line`` over the row that printed ``key``, if it is on screen and every row
