@@ -109,11 +109,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(steal, total) jiffies of the whole machine, from /proc/stat."""
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(steal, total, idle) jiffies of the whole machine, from /proc/stat (idle with iowait)."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
-    return fields[7], sum(fields[:8])
+    return fields[7], sum(fields[:8]), fields[3] + fields[4]
 
 
 def _rss_kb(pid: int) -> int:
@@ -216,6 +216,10 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
                 cmd += ["--header", f"{name}: {value}"]
             if scenario.rate:
                 cmd += ["--expect-rate", str(scenario.rate)]
+            if scenario.tui_rate:
+                # Event ids are the server's, shared by all agents: the TUI agent's screen events
+                # take ids between the tick agent's. Gaps are checked on the tick numbers.
+                cmd += ["--seq-regex", r"tick n=(\d+)"]
             load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             # Sample the server over the measurement window (sseload starts it after ramp+warmup).
             time.sleep(scenario.ramp + scenario.warmup)
@@ -234,7 +238,9 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
                 screen = _get(server.url + "/api/agents/tui/screen", headers)
                 tui_screen = f"{screen['cols']}x{screen['rows']} alternate={screen['alternate']} seq={screen['seq']}"
             ticks_end = _cpu_ticks()
-            steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
+            elapsed = max(1, ticks_end[1] - ticks_start[1])
+            steal = (ticks_end[0] - ticks_start[0]) / elapsed
+            busy = 1 - (ticks_end[2] - ticks_start[2]) / elapsed - steal
             dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target == "ours" else None
             summary, _ = load.communicate(timeout=duration + 120)
             result = json.loads(result_file.read_text())
@@ -264,6 +270,9 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
         "server_rss_mb_peak": round(rss_peak / 1024, 1),
         "server_rss_kb_per_client": round((rss_peak - rss_before) / max(1, normal), 2),
         "host_steal_pct": round(steal * 100, 1),
+        # Every process of the VM, the server, agents and load client included (100 = all cores):
+        # other work on the machine shows as what is left above the server and sseload.
+        "machine_busy_pct": round(busy * 100, 1),
         "slow_clients_dropped": dropped,
         "tui_bytes_per_s": round(tui_rate),
         "tui_screen": tui_screen,
@@ -352,7 +361,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"p50={result['p50_ms']}ms p99={result['p99_ms']}ms cpu={result['server_cpu_pct']}% "
         f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
         f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB) "
-        f"steal={result['host_steal_pct']}%"
+        f"steal={result['host_steal_pct']}% machine_busy={result['machine_busy_pct']}%"
         + (f" tui={result['tui_bytes_per_s'] / 1e6:.2f}MB/s ({result['tui_screen']})" if result.get("tui_screen") else "")
     )
 
