@@ -8,8 +8,12 @@
 // bytes a terminal sends) is posted to `/input`, one key per request, in order.
 
 import { api } from "./api.js";
+import { StreamClient } from "./sse.js";
 import { Terminal } from "./vendor/xterm/xterm.mjs";
 import { installConstructedStyles } from "./xterm-csp.js";
+
+// What a screen stream sends (docs/API.md, "Screens").
+const SCREEN_FRAMES = new Set(["snapshot", "diff", "no_screen"]);
 
 // Font sizes the view picks from to show the whole screen in the space it has (px).
 const FONT_MAX = 14;
@@ -125,18 +129,24 @@ export class ScreenView {
     this.mirror = new ScreenMirror();
     this._status("");
     if (mode === "off") return;
-    const es = new EventSource(`/api/agents/${encodeURIComponent(name)}/screen/stream`);
-    this.es = es;
-    for (const kind of ["snapshot", "diff", "no_screen"]) {
-      es.addEventListener(kind, (e) => {
-        if (this.es !== es) return;
-        this._event(kind, JSON.parse(e.data));
-      });
-    }
-    // EventSource reconnects by itself; the server starts every connection with a snapshot.
-    es.addEventListener("error", () => {
-      if (this.es === es && es.readyState === EventSource.CONNECTING) this._status("reconnecting…");
-    });
+    // Read with fetch (the tab's token goes as a header); it reconnects by itself, and the
+    // server starts every connection with a snapshot.
+    const stream = new StreamClient(
+      `/api/agents/${encodeURIComponent(name)}/screen/stream`,
+      {
+        onEvent: (data, kind) => {
+          if (this.es === stream) this._event(kind, data);
+        },
+        onState: (state, detail) => {
+          if (this.es !== stream) return;
+          if (state === "reconnecting") this._status("reconnecting…");
+          else if (state === "error") this._status(detail);
+        },
+      },
+      { types: SCREEN_FRAMES },
+    );
+    this.es = stream;
+    stream.open();
   }
 
   close() {

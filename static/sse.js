@@ -34,12 +34,15 @@ export class StreamClient {
    * @param {object} options  `endsOnComplete`: the agent stream ends after `complete`: true,
    *   or a function of the `complete` envelope saying whether it is the last one (the replay of
    *   an agent that ran several times has one per run, and only the newest run's ends it);
-   *   `lastEventId`: resume after this id
+   *   `lastEventId`: resume after this id; `types`: a stream of other frames than the event
+   *   log's (a screen stream: snapshot, diff, no_screen), each given to `onEvent(data, type)`
+   *   as it comes, with no ids to resume from (such a stream starts afresh on each connection)
    */
-  constructor(path, handlers, { endsOnComplete = false, lastEventId = 0 } = {}) {
+  constructor(path, handlers, { endsOnComplete = false, lastEventId = 0, types = null } = {}) {
     this.path = path;
     this.handlers = handlers;
     this.endsOnComplete = endsOnComplete;
+    this.types = types;
     this.lastId = lastEventId;
     this.retryMs = DEFAULT_RETRY_MS;
     this.state = "idle";
@@ -161,6 +164,10 @@ export class StreamClient {
     const type = frame.event;
     if (type === "connected") {
       this._set("connected", "");
+      return false;
+    }
+    if (this.types) {
+      if (this.types.has(type) && data) this.handlers.onEvent(data, type);
       return false;
     }
     if (type === "reset") {

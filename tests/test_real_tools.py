@@ -59,15 +59,19 @@ def test_codex_exec_lines_extractions_and_stop(codex_bin: Path, server: Server, 
 def test_codex_full_screen_draws_when_its_queries_are_answered(
         codex_bin: Path, server: Server, tmp_path: Path) -> None:
     """Plain ``codex`` asks the terminal for the cursor, device attributes and colours and draws
-    nothing until answered; under the supervisor it draws its welcome screen."""
+    nothing until answered; under the supervisor it draws its welcome screen, which settles
+    into a ``screen`` event (a full-screen program's output is its screen's, not lines)."""
     work = tmp_path / "work"
     work.mkdir()
     server.create(name="codex-tui", profile="codex", cwd=str(work), cols=120, rows=40,
                   env=offline_codex_env(tmp_path, codex_bin))
-    events = collect(server, "codex-tui",
-                     lambda seen: any("OpenAI Codex" in plain(e) for e in seen if e.event == "log"),
-                     timeout=90)
-    assert any(e.event == "log" and "OpenAI Codex" in plain(e) for e in events)
+
+    def welcome(event: SSEEvent) -> bool:
+        return event.event == "screen" and any("OpenAI Codex" in row for row in event.json()["data"]["text"])
+
+    events = collect(server, "codex-tui", lambda seen: any(welcome(e) for e in seen), timeout=90)
+    assert any(welcome(e) for e in events)
+    assert not any(e.event == "log" and "OpenAI Codex" in plain(e) for e in events)
     stop_and_check_all_gone(server, "codex-tui")
 
 
