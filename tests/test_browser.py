@@ -613,6 +613,8 @@ def test_the_printed_link_signs_in_and_leaves_the_address_bar(page: Page, server
     with page.context.expect_page() as popup_info:
         page.click("a.toplink")
     popup = popup_info.value
+    # Its module script sets the form from the address on load: fill it after that, not before.
+    popup.wait_for_load_state("domcontentloaded")
     popup.fill("#agent", "linked")
     popup.click("#connect")
     expect(popup.locator("#status")).to_have_attribute("data-state", "done")
