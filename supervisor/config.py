@@ -121,6 +121,12 @@ class Config:
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones
     queue_size: int = 100  # events per SSE client queue
     queue_bytes: int = 1 << 20  # bytes per SSE client queue
+    # A client over queue_size/queue_bytes whose socket has taken nothing for this long is
+    # dropped (a burst is not slowness); no queue grows past 8 x queue_bytes.
+    queue_stall_s: float = 0.5
+    # "os": each batch of events is written to the operating system before any client gets it
+    # (survives a kill or crash of the server); "fsync": also fsynced (survives power loss).
+    durability: str = "os"
     keepalive_s: float = 15.0
     retry_ms: int = 3000
     history_size: int = 10000  # events kept in memory per agent
@@ -203,7 +209,8 @@ _KINDS: dict[str, str] = {
     "host": "host", "port": "int", "data_dir": "path", "token": "token", "no_token": "bool",
     "allowed_hosts": "hosts", "request_timeout_s": "float", "max_matches_per_line": "int",
     "max_extractions_per_line": "int",
-    "queue_size": "int", "queue_bytes": "int", "keepalive_s": "float", "retry_ms": "int",
+    "queue_size": "int", "queue_bytes": "int", "queue_stall_s": "float", "durability": "choice",
+    "keepalive_s": "float", "retry_ms": "int",
     "history_size": "int", "history_max_events": "int", "history_memory_bytes": "int", "max_line_length": "int", "partial_line_s": "float",
     "stop_grace_s": "float", "containment": "choice", "leftovers": "choice",
     "max_clients": "int", "max_clients_per_agent": "int",
@@ -225,9 +232,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 #: The values of the ``screen`` setting (config default, and per agent).
 SCREEN_MODES = ("auto", "on", "off")
+DURABILITY = ("os", "fsync")
 # The values a "choice" setting takes.
 _CHOICES: dict[str, tuple[str, ...]] = {"containment": CONTAINMENT_MODES, "leftovers": LEFTOVERS,
-                                        "screen": SCREEN_MODES}
+                                        "screen": SCREEN_MODES, "durability": DURABILITY}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -60,10 +60,12 @@ class Event:
     """One thing that happened to one agent; immutable once published.
 
     ``sse`` is a slot for the API: the event's SSE frame, encoded once and shared by every
-    client. The core never reads it.
+    client. The core never reads it. An event read back from history (:meth:`stored`) keeps its
+    line as it is and parses ``data`` and ``timestamp`` only when asked: a replay frames the
+    line without ever decoding its JSON.
     """
 
-    __slots__ = ("id", "type", "timestamp", "agent_name", "data", "_json", "sse")
+    __slots__ = ("_data", "_json", "_timestamp", "agent_name", "id", "sse", "type")
 
     def __init__(
         self,
@@ -77,10 +79,43 @@ class Event:
         self.id = id
         self.type = type
         self.agent_name = agent_name
-        self.data = data
-        self.timestamp = timestamp if timestamp is not None else rfc3339(time.time())
+        self._data: dict[str, Any] | None = data
+        self._timestamp = timestamp if timestamp is not None else rfc3339(time.time())
         self._json = json_text
         self.sse: bytes | None = None
+
+    @classmethod
+    def stored(cls, id: int, type: str, agent_name: str, json_text: str) -> Event:
+        """An event whose envelope is ``json_text`` (a history line): ``data`` and
+        ``timestamp`` are parsed from it on first use."""
+        event = cls.__new__(cls)
+        event.id = id
+        event.type = type
+        event.agent_name = agent_name
+        event._data = None
+        event._timestamp = ""
+        event._json = json_text
+        event.sse = None
+        return event
+
+    def _parse(self) -> dict[str, Any]:
+        assert self._json is not None
+        raw = json.loads(self._json)
+        data = raw.get("data") if isinstance(raw, dict) else None
+        self._data = dict(data) if isinstance(data, dict) else {}
+        self._timestamp = str(raw.get("timestamp", "")) if isinstance(raw, dict) else ""
+        return self._data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        return data if data is not None else self._parse()
+
+    @property
+    def timestamp(self) -> str:
+        if self._data is None:
+            self._parse()
+        return self._timestamp
 
     @property
     def json(self) -> str:

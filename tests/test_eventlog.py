@@ -1,4 +1,5 @@
-"""The event log's bus and contract: subscriptions, blinker's helpers, isolation, leaks."""
+"""The event log's bus and contract: subscriptions, blinker's helpers, isolation, leaks, and the
+commit (events are published once written, in id order, a batch per hub loop iteration)."""
 from __future__ import annotations
 
 import gc
@@ -36,8 +37,10 @@ def test_subscribers_get_events_with_the_log_as_sender() -> None:
     seen = Recorder()
     with log.subscribe(seen) as subscription:
         first = log.append("a", events.LOG, {"line": "x"})
+        log.flush()
         assert subscription.active
     log.append("a", events.LOG, {"line": "after"})
+    log.flush()
     assert seen.got == [(log, first)] and not subscription.active
     assert log.receiver_count() == 0
 
@@ -49,6 +52,7 @@ def test_types_select_the_signals() -> None:
     with log.subscribe(states, types=[events.STATE]):
         log.append("a", events.LOG, {"line": "x"})
         state = log.append("a", events.STATE, {"state": "running"})
+        log.flush()
     assert states.ids == [state.id]
 
 
@@ -58,9 +62,11 @@ def test_closing_twice_is_harmless_and_each_subscription_is_its_own() -> None:
     seen = Recorder()
     one, two = log.subscribe(seen), log.subscribe(seen)
     log.append("a", events.LOG, {})
+    log.flush()
     one.close()
     one.close()
     log.append("a", events.LOG, {})
+    log.flush()
     two.close()
     assert seen.ids == [1, 1, 2] and log.receiver_count() == 0
 
@@ -75,6 +81,7 @@ def test_a_raising_subscriber_is_logged_and_others_still_run(caplog: pytest.LogC
     seen = Recorder()
     with log.subscribe(broken), log.subscribe(seen):
         event = log.append("a", events.LOG, {"line": "x"})
+        log.flush()
     assert seen.ids == [event.id]
     assert "boom" in caplog.text and "raised" in caplog.text
 
@@ -86,7 +93,9 @@ def test_blinker_muted_silences_the_signal() -> None:
     with log.subscribe(seen):
         with log.signal(events.LOG).muted():
             log.append("a", events.LOG, {"line": "quiet"})
+            log.flush()
         loud = log.append("a", events.LOG, {"line": "loud"})
+        log.flush()
     assert seen.ids == [loud.id]
 
 
@@ -97,6 +106,7 @@ def test_blinker_connected_to_gets_blinkers_contract() -> None:
     seen = Recorder()
     with log.signal(events.LOG).connected_to(seen, sender=log):
         event = log.append("a", events.LOG, {})
+        log.flush()
     assert seen.got == [(log, event)]
 
     def broken(sender: object, event: Event) -> None:
@@ -104,6 +114,7 @@ def test_blinker_connected_to_gets_blinkers_contract() -> None:
 
     with log.signal(events.LOG).connected_to(broken), pytest.raises(RuntimeError, match="direct"):
         log.append("a", events.LOG, {})
+        log.flush()  # the commit publishes: an explicit flush is the publisher
 
 
 def test_two_logs_do_not_hear_each_other() -> None:
@@ -112,6 +123,8 @@ def test_two_logs_do_not_hear_each_other() -> None:
     heard_first, heard_second = Recorder(), Recorder()
     with first.subscribe(heard_first), second.subscribe(heard_second):
         first.append("a", events.LOG, {"line": "one"})
+        first.flush()
+        second.flush()
     assert len(heard_first.got) == 1 and heard_second.got == []
 
 
@@ -166,6 +179,7 @@ def test_two_apps_in_one_process_do_not_see_each_others_events(tmp_path: Path) -
         heard = Recorder()
         with two.registry.eventlog.subscribe(heard):
             event = one.registry.eventlog.append("a", events.LOG, {"line": "only for one"})
+            one.registry.eventlog.flush()
         assert heard.got == []
         assert one.streams._received == event.id and two.streams._received == 0
     finally:

@@ -11,10 +11,16 @@ from supervisor.events import Event, rfc3339
 from supervisor.history import AgentHistory
 
 
+def commit(history: AgentHistory, batch: list[Event]) -> None:
+    """What the event log's commit does with one history: write, keep in memory, show."""
+    history.write(batch, 0.0)
+    history.append(batch)
+    history.visible_id = batch[-1].id
+
+
 def fill(history: AgentHistory, ids: range) -> None:
     for i in ids:
-        history.append(Event(i, "log", "a", {"n": i}))
-    history.flush()
+        commit(history, [Event(i, "log", "a", {"n": i})])
 
 
 @pytest.mark.parametrize("memory_size", [5, 1000])
@@ -54,8 +60,8 @@ def test_history_survives_reload_and_torn_lines(tmp_path: Path) -> None:
     again = AgentHistory("a", tmp_path, 10, max_events=20, segment_events=10)
     assert again.last_id == 50 and [e.id for e in again.read_after(45)] == [46, 47, 48, 49, 50]
     assert again.missed_after(0) == history.missed_after(0)
-    again.append(Event(51, "log", "a", {"n": 51}))
-    again.flush()
+    commit(again, [Event(51, "log", "a", {"n": 51})])
+    again.close()
     assert [e.id for e in AgentHistory("a", tmp_path, 10).read_after(49)] == [50, 51]
 
 
@@ -72,6 +78,7 @@ def test_event_log_resets_old_and_future_readers(tmp_path: Path) -> None:
     log = EventLog(None, history_size=5)
     for i in range(10):
         log.append("a", "log", {"n": i})
+    log.flush()
     old = log.read_after(2, "a")
     assert old.reset and old.missed == 3 and old.first_available == 6
     assert [e.id for e in old.events] == [6, 7, 8, 9, 10]
@@ -87,20 +94,22 @@ def test_ids_continue_after_reopening(tmp_path: Path) -> None:
         first.append("a", "log", {})
     first.close()
     second = EventLog(tmp_path)
-    assert second.append("b", "log", {}).id == 4
-    assert [e.id for e in second.read_after(0).events] == [1, 2, 3, 4]
+    fourth = second.append("b", "log", {})
+    second.flush()
+    assert fourth.id > 3
+    assert [e.id for e in second.read_after(0).events] == [1, 2, 3, fourth.id]
 
 
 def test_memory_is_bounded_in_bytes_too(tmp_path: Path) -> None:
     """Huge events leave memory once it holds memory_bytes of them; disk still has them all."""
     history = AgentHistory("a", tmp_path, 10_000, memory_bytes=50_000)
     for i in range(1, 21):
-        history.append(Event(i, "log", "a", {"line": "x" * 10_000}))
+        commit(history, [Event(i, "log", "a", {"line": "x" * 10_000})])
     assert len(history._memory) <= 5
     assert [e.id for e in history.read_after(0)] == list(range(1, 21))
     memory_only = AgentHistory("a", None, 10_000, memory_bytes=50_000)
     for i in range(1, 21):
-        memory_only.append(Event(i, "log", "a", {"line": "x" * 10_000}))
+        commit(memory_only, [Event(i, "log", "a", {"line": "x" * 10_000})])
     assert memory_only.missed_after(0) == 20 - len(memory_only._memory)
 
 

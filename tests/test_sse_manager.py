@@ -24,6 +24,8 @@ from supervisor import events
 from supervisor.bus import EventBus, Receiver, Subscription
 from supervisor.eventlog import EventLog, Replay
 from supervisor.events import Event
+from supervisor.health import StorageHealth
+from supervisor.replay import Cursor
 
 from support.sse import parse_frames
 
@@ -232,11 +234,24 @@ class LaggingLog:
     def events_published(self) -> int:
         return self.inner.events_published
 
+    @property
+    def health(self) -> StorageHealth:
+        return self.inner.health
+
     def append(self, agent_name: str, type: str, data: dict[str, Any], channel: str | None = None) -> Event:
         return self.inner.append(agent_name, type, data, channel)
 
+    def append_many(self, agent_name: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        self.inner.append_many(agent_name, items)
+
+    def replay(self, after_id: int, agent_name: str | None = None) -> Cursor:
+        return self.inner.replay(after_id, agent_name)
+
     def read_after(self, after_id: int, agent_name: str | None = None, limit: int | None = None) -> Replay:
         return self.inner.read_after(after_id, agent_name, limit)
+
+    def storage_status(self) -> dict[str, Any]:
+        return self.inner.storage_status()
 
     def last_id(self, agent_name: str | None = None) -> int:
         return self.inner.last_id(agent_name)
@@ -285,10 +300,12 @@ def test_a_lagging_bus_gives_no_duplicate_and_no_gap() -> None:
     try:
         for i in range(3):
             log.append("a", "log", {"line": f"early {i}"})
+        log.flush()  # in history: the replay sends them, the bus has not yet
         ours, peer = tcp_pair()
         mgr.serve(ours, agent="a", last_id=None, remote_addr="test")
         assert mgr.client_count == 1
         log.append("a", "log", {"line": "late"})
+        log.flush()
         log.release()  # the bus catches up: the three replayed events, then the late one
         gevent.sleep(0)
         data = drain(peer, lambda d: d.count(b"\n\n") >= 6)  # retry, connected, 4 events

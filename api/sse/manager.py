@@ -3,11 +3,14 @@
 How a stream goes (see :meth:`SSEManager.serve`):
 
 1. In the request's own greenlet (state ``REPLAYING``): write the response head, ``retry:``,
-   ``connected``, and the history after the client's ``Last-Event-ID``, in batches, with
-   ordinary cooperative writes (a slow reader only slows its own greenlet). When a read of
-   history comes back empty the client is caught up, and in the same breath (the event log
-   promises that such a read does not yield) it is registered as live. Events the bus has not
-   handed over yet but that the replay already sent are skipped by id. The greenlet then ends.
+   ``connected``, and the history after the client's ``Last-Event-ID``, in batches from a
+   replay cursor, with ordinary cooperative writes (a slow reader only slows its own greenlet)
+   and a :func:`~supervisor.replay.pause` between batches (a fast reader on loopback never
+   makes a send wait, and a replay of 250,000 events must not hold the hub: each batch is a
+   bounded read). When a batch comes back empty the client is caught up, and in the same breath
+   (the cursor promises not to yield after finding that) it is registered as live. Events the
+   bus has not handed over yet but that the replay already sent are skipped by id. The greenlet
+   then ends. Only committed events are replayed or published: they are in history already.
 2. Live, a client is a plain non-blocking socket and a libev read watcher (to notice a hang-up
    at once). Publishing is O(1) whatever the number of clients: the event joins the outbox of
    its agent's stream and of the all-agents stream. Once per hub loop iteration a callback
@@ -37,6 +40,7 @@ from supervisor import events
 from supervisor.bus import Subscription
 from supervisor.eventlog import EventLogBackend
 from supervisor.events import Event, rfc3339
+from supervisor.replay import pause
 
 from . import frames, handover
 from .backlog import Backlog, BacklogFull, unsent_events
@@ -182,32 +186,33 @@ class SSEManager:
         agent is done and everything was sent)."""
         frame_of = frames.plain_frame if client.plain else frames.event_frame
         chunks = []
-        replay = self.eventlog.read_after(after, agent, limit=REPLAY_BATCH)
-        if replay.reset:
+        cursor = self.eventlog.replay(after, agent)
+        batch = cursor.take(REPLAY_BATCH)
+        if cursor.reset:
             # The replay starts again from what is kept: an id from the future is no position.
             after = min(after, self.eventlog.last_id())
             if reset_check:
-                chunks.append(frames.named("reset", {"missed": replay.missed,
-                                                     "first_available": replay.first_available}))
+                chunks.append(frames.named("reset", {"missed": cursor.missed,
+                                                     "first_available": batch[0].id if batch else None}))
         counters = self.counters
         while True:
             sent = 0
-            for event in replay.events:
+            for event in batch:
                 if agent is None or event.type not in (events.AGENT_ADDED, events.AGENT_REMOVED):
                     chunks.append(frame_of(event))
                     sent += 1
             if chunks:
                 data = b"".join(chunks)
-                gsock.sendall(data)  # yields: live events keep accumulating in history meanwhile
+                gsock.sendall(data)  # may yield: live events keep accumulating in history meanwhile
                 client.sent += sent
                 counters.events_delivered += sent
                 counters.bytes_delivered += len(data)
                 chunks = []
-            if replay.events:
-                after = replay.events[-1].id
-            else:
+            if not batch:
                 return None if agent is not None and self.is_done(agent) else after
-            replay = self.eventlog.read_after(after, agent, limit=REPLAY_BATCH)
+            after = batch[-1].id
+            pause()  # the hub is everyone's: live streams go first, between two batches
+            batch = cursor.take(REPLAY_BATCH)
 
     def _go_live(self, client: Connection, sock: socket.socket, last_id: int) -> None:
         client.sock = sock

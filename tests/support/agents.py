@@ -9,7 +9,9 @@ from supervisor.registry import Registry
 
 
 def history(registry: Registry, name: str, type: str | None = None) -> list[Event]:
-    """Every retained event of ``name`` (of one ``type``, if given), oldest first."""
+    """Every retained event of ``name`` (of one ``type``, if given), oldest first (what is
+    committed now included)."""
+    registry.eventlog.flush()
     return [e for e in registry.eventlog.read_after(0, name).events if type is None or e.type == type]
 
 
