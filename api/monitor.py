@@ -1,4 +1,10 @@
-"""Monitoring: stream statistics and a health probe."""
+"""Monitoring: stream statistics and a health probe.
+
+``/healthz`` answers 200 also when the storage is degraded (``"status": "degraded"`` and the
+reasons): the server still runs its agents and streams them live, and a liveness probe that
+restarted it on a full disk would lose the live state without freeing a byte. Monitoring
+alerts on ``status`` instead.
+"""
 from __future__ import annotations
 
 import time
@@ -29,15 +35,20 @@ def stats() -> dict[str, Any]:
     # snapshots went to clients that had fallen behind (instead of dropping them).
     stats["screen_clients"] = ext.screens.describe()
     stats["screen_snapshots_for_slow"] = ext.screens.snapshots_for_slow
+    stats["storage"] = ext.registry.eventlog.storage_status()
     return stats
 
 
 @bp.get("/healthz")
 def healthz() -> dict[str, Any]:
     ext = current()
-    return {
-        "status": "ok",
+    storage = ext.registry.storage
+    health: dict[str, Any] = {
+        "status": "degraded" if storage.degraded else "ok",
         "agents": len(ext.registry.list()),
         "clients": ext.streams.client_count,
         "uptime_s": round(time.time() - ext.streams.started_at, 3),
     }
+    if storage.degraded:
+        health["reasons"] = storage.reasons()
+    return health

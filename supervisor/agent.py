@@ -14,6 +14,10 @@ reading and writing ``agent.json`` (:mod:`supervisor.store`), the agent's JSON i
 
 Not thread-safe: all methods run in greenlets of one hub. Output handling runs in the run's
 reader greenlet and never blocks.
+
+Storage never stops an agent: the event log, ``output.log`` and ``agent.json`` report a write
+that fails to the storage health and go on (see :mod:`supervisor.health`), so a full disk
+costs what could not be written, never a run stuck in ``running`` or ``stopping``.
 """
 from __future__ import annotations
 
@@ -29,17 +33,16 @@ from .containment import Containment, RunScope
 from .containment.custody import Custody
 from .containment.recovery import Recovered
 from .eventlog import EventLogBackend
-from .exceptions import AgentNotRunning, SpawnError, SupervisorError
+from .exceptions import AgentNotRunning, InvalidCommand, SpawnError, SupervisorError
 from .extractors import ExtractorSet, compile_extractors
 from .inputwait import InputWait
-from .outputlog import RotatingOutput
 from .pipeline import Output, OutputPipeline
 from .process import AgentProcess, ExitStatus, default_env
 from .screen.emulator import ScreenLine
 from .screen.live import LiveScreen
 from .spec import AgentSpec
 from .states import ACTIVE_STATES, RUNNING_STATES, TRANSITIONS, AgentState
-from .store import AgentRecord, AgentStore
+from .store import AgentRecord, AgentStore, OutputLog
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +96,7 @@ class Agent:
         self._input_timer: gevent.Greenlet[..., Any] | None = None
         self._process: AgentProcess | None = None
         self._pipeline: OutputPipeline | None = None
-        self._output: RotatingOutput | None = None
-        self._files_due = False  # a write of output.log and the history file is scheduled
+        self._output: OutputLog | None = None
         self._stop_requested = False
         self._restart_requested = False
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
@@ -189,9 +191,7 @@ class Agent:
         self.eventlog.append(self.name, type, data)
 
     def _emit_all(self, outputs: list[Output]) -> None:
-        append, name = self.eventlog.append, self.name
-        for type, data in outputs:
-            append(name, type, data)
+        self.eventlog.append_many(self.name, outputs)
 
     def _complete(self) -> None:
         """Nothing more will happen unless a user starts the agent again: say so, once."""
@@ -210,16 +210,18 @@ class Agent:
                 "kept": self.custody.kept,
             },
         )
-        self.eventlog.flush()
 
     def save(self) -> None:
-        """Write the agent's record (``agent.json``), atomically. A failure is logged and
-        counted, never raised: the state it records changes anyway."""
+        """Write the agent's record (``agent.json``), atomically. A failure is reported to the
+        storage health, never raised: the state it records changes anyway."""
+        health = self.store.health
         try:
             self.store.save(self.record())
         except OSError as exc:
-            self.store.faults.failed("record")
-            log.warning("agent %s: writing its record failed: %s", self.name, exc.strerror or exc)
+            health.failed(self.name, "record", self.store.record_path(self.name) or "", exc)
+        else:
+            if health.failing(self.name):
+                health.recovered(self.name, "record")
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -252,6 +254,9 @@ class Agent:
         self._change_state(AgentState.STARTING, reason, command=spec.command)
         scope: RunScope | None = None
         try:
+            if not spec.command:
+                raise InvalidCommand(f"agent {self.name!r} has no command (its agent.json could not be read);"
+                                     " define it again")
             try:
                 scope = self.custody.begin(self.run, self.leftovers, self.grace_s())
             except OSError as exc:
@@ -279,12 +284,13 @@ class Agent:
         process.scope.persist = self.save  # the run's members changed: what a recovery would look for
         self.pid = process.pid
         header = f"\n--- run {self.run} pid {self.pid} at {events.rfc3339(time.time())} ---\n"
-        self._output = self.store.open_output(self.name, header.encode(), config.output_log_max_bytes,
-                                              config.output_log_backups)
+        self._output = self.store.open_output(self.name, header.encode())
         self._change_state(AgentState.RUNNING, reason)
 
     def _on_output(self, data: bytes) -> None:
-        # Runs in the reader greenlet for every chunk: nothing here may block.
+        # Runs in the reader greenlet for every chunk: nothing here may block. output.log gets
+        # the raw bytes at once (one write to the page cache); the events go to the event log,
+        # whose commit writes them to history before any client sees them.
         if self._output is not None:
             self._output.write(data)
         pipeline = self._pipeline
@@ -314,12 +320,6 @@ class Agent:
             self._emit(events.WAITING_INPUT, {"waiting_input": False, "reason": "output", "run": self.run})
         if self._input_timer is None:
             self._input_timer = gevent.spawn_later(self.config.input_wait_s, self._check_input_wait)
-        if not self._files_due:
-            # Write the files after the subscribers' work, not before: the hub runs callbacks in
-            # the order they were scheduled, and the streams scheduled their flush when the
-            # first line was published. The live view then never waits on the disk.
-            self._files_due = True
-            gevent.get_hub().loop.run_callback(self._write_files)
 
     def _on_screen_settled(self, data: dict[str, Any], lines: list[ScreenLine]) -> None:
         """The screen settled with new text: its ``screen`` event, then what the extractors
@@ -329,18 +329,6 @@ class Agent:
         if pipeline is not None and lines and data["alternate"]:
             self._emit_all(pipeline.extract_screen(lines, data["seq"]))
             self._take_counts(pipeline)
-        self.eventlog.flush()
-
-    def _write_files(self) -> None:
-        # A hub callback: must not raise, and a full disk must not stop the lines.
-        self._files_due = False
-        try:
-            self.eventlog.flush()
-        except OSError as exc:
-            self.store.faults.failed("history")
-            log.warning("agent %s: writing its history to disk failed: %s", self.name, exc)
-        if self._output is not None:
-            self._output.flush()  # counts its own failures
 
     def _take_counts(self, pipeline: OutputPipeline) -> None:
         """The run's counts, from its pipeline; its new cuts are added to :attr:`cuts_counted`."""
@@ -363,7 +351,6 @@ class Agent:
         outputs = pipeline.partial(time.monotonic())
         if outputs:
             self._emit_all(outputs)
-            self.eventlog.flush()
 
     def _check_input_wait(self) -> None:
         """No output for ``input_wait_s``: if a prompt is pending (text without its newline),
@@ -387,14 +374,15 @@ class Agent:
         self.input_wait.begin(prompt)
         self._emit(events.WAITING_INPUT, {"waiting_input": True, "prompt": prompt, "line_num": line_num,
                                           "run": self.run, "quiet_s": self.config.input_wait_s})
-        self.eventlog.flush()
 
     def _end_input_wait(self, reason: str) -> None:
         if self.input_wait.clear():
             self._emit(events.WAITING_INPUT, {"waiting_input": False, "reason": reason, "run": self.run})
 
     def _on_exit(self, status: ExitStatus) -> None:
-        # Runs in the reader greenlet once the child is reaped and its output drained.
+        # Runs in the reader greenlet once the child is reaped and its output drained. What
+        # comes before the state change is guarded: a run must end in a final state with its
+        # complete event, whatever failed on the way (storage failures do not even raise).
         if self._partial_timer is not None:
             self._partial_timer.kill(block=False)
             self._partial_timer = None
@@ -404,7 +392,10 @@ class Agent:
         self._end_input_wait("exit")
         pipeline = self._pipeline
         if pipeline is not None:
-            self._emit_all(pipeline.finish(time.monotonic()))
+            try:
+                self._emit_all(pipeline.finish(time.monotonic()))
+            except Exception:
+                log.exception("agent %s: finishing the output of run %d failed", self.name, self.run)
             self._take_counts(pipeline)
         self.screen.finish()
         if self._output is not None:

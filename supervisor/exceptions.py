@@ -76,6 +76,26 @@ class DataDirError(SupervisorError):
     status = 500
 
 
+class DataDirLocked(DataDirError):
+    """Another live server holds the data directory's lock."""
+
+    code = "data_dir_locked"
+
+
+class StorageFull(SupervisorError):
+    """Something new cannot be kept: the data directory's file system is full (or over quota)."""
+
+    code = "storage_full"
+    status = 507
+
+
+class StorageFailed(SupervisorError):
+    """Something new cannot be kept: the data directory cannot be written (I/O error, read-only)."""
+
+    code = "storage_failed"
+    status = 503
+
+
 class AgentNotFound(SupervisorError):
     """No agent by that name."""
 

@@ -3,20 +3,26 @@
 One :class:`Registry` per server (the API keeps it in ``app.extensions``). It owns the
 :class:`~supervisor.eventlog.EventLog`, the :class:`~supervisor.containment.Containment` of
 every agent's processes and the :class:`~supervisor.containment.sampler.Sampler` of what they
-cost; it restores the agents a previous supervisor left in the data directory (ending first what
-that one's live runs left running, if it crashed), and is the one place that enforces the rules
-across agents: unique names, no re-creating or deleting a running agent, the maximum number of
-agents. :meth:`Registry.shutdown` ends all of it.
+cost, and holds the data directory's lock (one live server per data directory); it restores the
+agents a previous supervisor left in the data directory (ending first what that one's live runs
+left running, if it crashed), and is the one place that enforces the rules across agents:
+unique names, no re-creating or deleting a running agent, the maximum number of agents,
+nothing new defined that cannot be kept (507 when the disk is full). A record that cannot be
+read does not hide its agent: it is listed as ``lost``, with the reason, and its history.
+:meth:`Registry.shutdown` ends all of it.
 
 An agent comes from the API (``POST /api/agents``) or from the config file (``[agents.NAME]``,
 see :mod:`supervisor.config_agents` and :mod:`supervisor.reload`); the API neither redefines nor
-deletes the latter. :meth:`Registry.boot` is the start of a server: the config file's agents
-(supervisord's autostart), then the API agents that were active when the last server stopped and
-asked to be kept running (``restart`` always or on-failure: PM2's resurrect). A run-once agent
-(``restart`` never) is not run twice: it stays as the last server left it.
+deletes the latter. Both are defined the same way (:meth:`Registry.define`): a config agent
+whose record cannot be written is refused like an API one, and its reload says so.
+:meth:`Registry.boot` is the start of a server: the config file's agents (supervisord's
+autostart), then the API agents that were active when the last server stopped and asked to be
+kept running (``restart`` always or on-failure: PM2's resurrect). A run-once agent (``restart``
+never) is not run twice: it stays as the last server left it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +30,7 @@ from typing import Any
 
 import gevent
 
-from . import datadir, events
+from . import datadir, events, files
 from .agent import Agent
 from .config import Config
 from .config_agents import ConfigAgent
@@ -32,8 +38,18 @@ from .containment import Containment, server_id_for
 from .containment.recovery import Recovered, end_survivors, recover
 from .containment.sampler import Sampler
 from .eventlog import SUPERVISOR_CHANNEL, EventLog, EventLogBackend
-from .exceptions import AgentFromConfig, AgentNotFound, AgentRunning, DataDirError, TooManyAgents
+from .exceptions import (
+    AgentFromConfig,
+    AgentNotFound,
+    AgentRunning,
+    DataDirError,
+    StorageFailed,
+    StorageFull,
+    SupervisorError,
+    TooManyAgents,
+)
 from .extractors import ExtractorSet
+from .health import StorageHealth
 from .reload import apply as apply_config
 from .spec import AgentSpec, build_spec, validate_name
 from .states import ACTIVE_STATES, AgentState
@@ -63,28 +79,39 @@ class Registry:
                  store: AgentStore | None = None, describe: Describe | None = None) -> None:
         self.config = config
         data_dir = Path(config.data_dir) if persist else None
+        self._lock: datadir.DataDirLock | None = None
         if data_dir is not None:
             datadir.check_writable(data_dir)
-        # First: a containment that cannot be had (containment = cgroup without one) stops the
-        # start. One per data directory: the next server on it finds what this one left.
-        self.containment = Containment(config.containment, server_id_for(data_dir))
-        if eventlog is None:
-            try:
-                eventlog = EventLog(
-                    data_dir, config.history_size, config.history_max_events, config.history_memory_bytes
-                )
-            except OSError as exc:
-                self.containment.close()
-                raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
-        self.eventlog: EventLogBackend = eventlog
-        self.store = store if store is not None else AgentStore(data_dir)
-        self.describe: Describe = describe or _name_only
-        self.sampler = Sampler(self.containment)
-        self._agents: dict[str, Agent] = {}
-        self._stoppers: set[gevent.Greenlet[..., Any]] = set()
-        self._cuts_of_removed = 0  # extraction cuts counted for agents deleted since
-        self._restore()
-        self.sampler.start()
+            self._lock = datadir.lock(data_dir)
+        try:
+            # First: a containment that cannot be had (containment = cgroup without one) stops the
+            # start. One per data directory: the next server on it finds what this one left.
+            self.containment = Containment(config.containment, server_id_for(data_dir))
+            durable = config.durability == "fsync"
+            if eventlog is None:
+                try:
+                    eventlog = EventLog(
+                        data_dir, config.history_size, config.history_max_events, config.history_memory_bytes,
+                        durability=config.durability,
+                    )
+                except OSError as exc:
+                    self.containment.close()
+                    raise DataDirError(f"cannot read history in {str(data_dir)!r}: {exc}") from exc
+            self.eventlog: EventLogBackend = eventlog
+            #: Where every storage failure is reported (``/healthz``, ``/api/sse/stats``).
+            self.storage: StorageHealth = eventlog.health
+            self.store = store if store is not None else AgentStore(data_dir, self.storage, durable)
+            self.describe: Describe = describe or _name_only
+            self.sampler = Sampler(self.containment)
+            self._agents: dict[str, Agent] = {}
+            self._stoppers: set[gevent.Greenlet[..., Any]] = set()
+            self._cuts_of_removed = 0  # extraction cuts counted for agents deleted since
+            self._restore()
+            self.sampler.start()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
     def _restore(self) -> None:
         records: dict[str, AgentRecord] = {}
@@ -94,14 +121,14 @@ class Registry:
             except FileNotFoundError:
                 continue  # gone since it was listed
             except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
-                log.warning("cannot restore agent %r: %s", name, exc)
+                self._agents[name] = self._unreadable(name, exc)
         recovered = self._end_what_a_crash_left(records)
         for name, record in records.items():
             try:
                 self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store,
                                                    self.containment, recovered.get(name))
-            except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
-                log.warning("cannot restore agent %r: %s", name, exc)
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # fields that cannot be restored
+                self._agents[name] = self._unreadable(name, exc)
 
     def _end_what_a_crash_left(self, records: dict[str, AgentRecord]) -> dict[str, Recovered]:
         """Agents that were live when the last server died may have processes still running:
@@ -118,6 +145,16 @@ class Registry:
                 grace = spec.stop_grace_s if spec.stop_grace_s is not None else self.config.stop_grace_s
                 jobs[name] = (scope, spec.leftovers or self.config.leftovers, grace)
         return end_survivors(self.containment, jobs)
+
+    def _unreadable(self, name: str, exc: BaseException) -> Agent:
+        """An agent whose record cannot be read is listed anyway, as ``lost``, with its history:
+        the record is left as it is (for whoever repairs it); defining the agent again runs it."""
+        path = self.store.record_path(name)
+        why = files.describe(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        log.warning("%s cannot be read (%s); agent %r is listed as lost, with its history", path, why, name)
+        record = AgentRecord(spec=AgentSpec(name=name, command=[]), state=AgentState.LOST.value,
+                             reason=f"its record ({path}) cannot be read: {why}; define the agent again to run it")
+        return Agent.restore(record, self.eventlog, self.config, self.store, self.containment)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -157,6 +194,7 @@ class Registry:
         if agent is not None:
             if agent.active:
                 raise AgentRunning(f"agent {spec.name!r} is {agent.state}; stop it first")
+            self._keep(dataclasses.replace(agent.record(), spec=spec, origin=origin, autostart=autostart))
             agent.spec, agent.extractors = spec, extractors
             agent.origin, agent.autostart = origin, autostart
         else:
@@ -166,9 +204,11 @@ class Registry:
                 )
             agent = Agent(spec, self.eventlog, self.config, extractors, self.store, self.containment)
             agent.origin, agent.autostart = origin, autostart
-            # Registered only once its agent_added is kept, and taken back if its first run
-            # fails before a process exists (its state event cannot be kept): a failure leaves
-            # no half-made agent (state null, "starting" for ever, undeletable) behind.
+            # Its record is kept first, or the definition is refused (507 storage_full) with
+            # nothing made; registered once its agent_added is appended, and taken back if its
+            # first run fails before a process exists: a failure leaves no half-made agent
+            # (state null, "starting" for ever, undeletable) behind.
+            self._keep(agent.record())
             self.eventlog.append(
                 spec.name, events.AGENT_ADDED, {"agent": self.describe(agent.record())}, channel=SUPERVISOR_CHANNEL
             )
@@ -196,6 +236,20 @@ class Registry:
         self.eventlog.remove(name)
         self.store.remove(name)
         self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
+
+    def _keep(self, record: AgentRecord) -> None:
+        """Save the record of an agent about to be (re)defined, or refuse: nothing is half
+        created when the data directory cannot take it."""
+        existed = self.store.exists(record.name)
+        try:
+            self.store.save(record)
+        except OSError as exc:
+            if not existed:
+                self.store.remove(record.name)
+            where = self.store.record_path(record.name)
+            error: type[SupervisorError] = StorageFull if exc.errno in files.FULL else StorageFailed
+            raise error(f"agent {record.name!r} cannot be kept: writing {where} failed ({files.describe(exc)})"
+                        + ("; free some space in the data directory" if error is StorageFull else "")) from exc
 
     def stop(self, name: str, grace: float | None = None, wait: bool = False) -> Agent:
         """Ask an agent to stop. Returns at once (the stop runs in its own greenlet) unless
@@ -266,6 +320,9 @@ class Registry:
         self.sampler.stop()
         self.containment.close()
         self.eventlog.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def stats(self) -> dict[str, int]:
         return {

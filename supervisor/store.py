@@ -3,26 +3,31 @@
 :class:`AgentRecord` is an agent's definition and last known state as plain values: what a
 supervisor that starts later needs to list the agent again (and, in its :class:`Processes`, to
 find a live run's processes after a crash), and what the API renders.
-:class:`AgentStore` writes records atomically and opens each run's ``output.log`` (see
+:class:`AgentStore` writes records atomically and opens each run's :class:`OutputLog` (see
 :mod:`supervisor.datadir` for where). With ``data_dir`` None nothing is kept.
 
-Writes are small and rare (one per change of state); reading happens once, at start. Not safe to
-share between threads.
+Writes of records are small and rare (one per change of state); reading happens once, at
+start. ``output.log`` is appended to as the agent prints, and never stops the agent: a write
+that fails (a full disk, an I/O error, the file removed underneath) is reported to the
+:class:`~supervisor.health.StorageHealth` once per episode, the bytes it could not keep are
+counted, and it is tried again a little later. Not safe to share between threads.
 """
 from __future__ import annotations
 
+import errno
 import json
-import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import datadir
+from . import datadir, files
 from .containment.record import RunRecord
 from .containment.usage import Figures
 from .faults import StorageFaults
-from .outputlog import RotatingOutput, kept_files
+from .health import StorageHealth
+from .outputlog import kept_files
 from .spec import AgentSpec
 
 AGENT_FILE = "agent.json"
@@ -164,11 +169,16 @@ class AgentRecord:
 
 class AgentStore:
     """Records and output files of every agent under ``data_dir`` (None: keep nothing).
-    ``faults`` counts the writes that failed (``/metrics`` shows them)."""
 
-    def __init__(self, data_dir: Path | None, faults: StorageFaults | None = None) -> None:
+    ``health`` hears of output failures (record failures are the caller's to report: a save
+    that fails must be able to refuse a new agent); ``durable`` fsyncs records. ``faults``
+    counts the writes that failed (``/metrics`` shows them)."""
+
+    def __init__(self, data_dir: Path | None, health: StorageHealth | None = None, durable: bool = False) -> None:
         self.data_dir = data_dir
-        self.faults = faults if faults is not None else StorageFaults()
+        self.health = health if health is not None else StorageHealth()
+        self.durable = durable
+        self.faults = StorageFaults()
 
     def _directory(self, name: str) -> Path | None:
         return None if self.data_dir is None else datadir.agent_dir(self.data_dir, name)
@@ -193,24 +203,32 @@ class AgentStore:
             raise ValueError(f"{AGENT_FILE} of {name!r} is not an object")
         return AgentRecord.from_dict(raw)
 
+    def record_path(self, name: str) -> Path | None:
+        directory = self._directory(name)
+        return None if directory is None else directory / AGENT_FILE
+
+    def exists(self, name: str) -> bool:
+        """Whether anything is kept of ``name`` (its folder)."""
+        directory = self._directory(name)
+        return directory is not None and directory.exists()
+
     def save(self, record: AgentRecord) -> None:
-        """Write ``record`` atomically (a temporary file renamed over the old one)."""
+        """Write ``record`` atomically (a temporary file renamed over the old one). Raises
+        ``OSError``; a failed save leaves the previous record as it was."""
         directory = self._directory(record.name)
         if directory is None:
             return
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (AGENT_FILE + ".tmp")
-        tmp.write_text(json.dumps(record.to_dict(), indent=1))
-        os.replace(tmp, directory / AGENT_FILE)
+        data = json.dumps(record.to_dict(), indent=1).encode()
+        files.replace(directory / AGENT_FILE, data, durable=self.durable)
 
-    def open_output(self, name: str, header: bytes, max_bytes: int = 0, backups: int = 0) -> RotatingOutput | None:
-        """``output.log`` of ``name`` for appending, rotated past ``max_bytes`` (see
-        :mod:`supervisor.outputlog`), with ``header`` written first; None when nothing is kept.
-        The caller flushes and closes it."""
+    def open_output(self, name: str, header: bytes) -> OutputLog | None:
+        """``output.log`` of ``name`` for appending, with ``header`` written first; None when
+        nothing is kept. Never raises (see :class:`OutputLog`); the run closes it."""
         directory = self._directory(name)
         if directory is None:
             return None
-        output = RotatingOutput(directory / OUTPUT_FILE, max_bytes, backups, self.faults)
+        output = OutputLog(directory / OUTPUT_FILE, name, self.health)
         output.write(header)
         return output
 
@@ -224,3 +242,87 @@ class AgentStore:
         directory = self._directory(name)
         if directory is not None and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
+
+
+#: A failing ``output.log`` is tried again at most this often, and checked this often for
+#: having been removed underneath (seconds).
+OUTPUT_RETRY_S = 0.5
+OUTPUT_CHECK_S = 1.0
+
+
+class OutputLog:
+    """One run's ``output.log``: the agent's raw bytes, appended as they come.
+
+    :meth:`write` never raises and never blocks for long (one ``write`` to the page cache).
+    While the file cannot be written, the bytes are dropped and counted
+    (``output_bytes_lost``); a removed file is noticed within :data:`OUTPUT_CHECK_S` and made
+    again (what was in it is gone with it).
+    """
+
+    __slots__ = ("_check_at", "_fd", "_failing", "_retry_at", "health", "owner", "path")
+
+    def __init__(self, path: Path, owner: str, health: StorageHealth) -> None:
+        self.path = path
+        self.owner = owner
+        self.health = health
+        self._fd: int | None = None
+        self._failing = False
+        self._retry_at = 0.0
+        self._check_at = 0.0
+
+    def write(self, data: bytes) -> None:
+        now = time.monotonic()
+        fd = self._fd
+        if fd is not None and now >= self._check_at:
+            self._check_at = now + OUTPUT_CHECK_S
+            fd = self._check_removed(fd)
+        if fd is None:
+            if now < self._retry_at:
+                self.health.output_bytes_lost += len(data)
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = self._fd = files.open_append(self.path)
+            except OSError as exc:
+                self._fail(exc, len(data), now)
+                return
+        try:
+            files.append(fd, data)
+        except files.PartialWrite as exc:
+            self._fail(exc, len(data) - exc.written, now)
+            return
+        if self._failing:
+            self._failing = False
+            self.health.recovered(self.owner, "output")
+
+    def _check_removed(self, fd: int) -> int | None:
+        try:
+            removed = files.unlinked(fd)
+        except OSError:
+            return fd
+        if not removed:
+            return fd
+        self._close()
+        self._failing = True
+        self.health.failed(self.owner, "output", self.path,
+                           FileNotFoundError(errno.ENOENT, "removed while it was being written", str(self.path)))
+        return None
+
+    def _fail(self, exc: OSError, lost: int, now: float) -> None:
+        self.health.output_bytes_lost += lost
+        self._retry_at = now + OUTPUT_RETRY_S
+        self._close()
+        self._failing = True
+        self.health.failed(self.owner, "output", self.path, exc)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                files.close(fd)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """The run ended: give the descriptor back."""
+        self._close()

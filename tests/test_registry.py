@@ -49,8 +49,11 @@ def test_history_survives_a_restart_and_running_agents_are_lost(config: Any) -> 
     sleeper = first.create({"name": "sleeper", "command": ["sh", "-c", "echo one; echo two; sleep 30"]})
     gwait(lambda: len(lines(first, "sleeper")) == 2, 5)
     last_id = first.eventlog.last_id()
-    # Simulate a crash: the registry goes away without stopping its agents.
+    # Simulate a crash: the registry goes away without stopping its agents (a dead process
+    # holds no lock: the kernel lets go of it).
     first.eventlog.flush()
+    assert first._lock is not None
+    first._lock.release()
     second = Registry(config)
     try:
         assert [e.data["line"] for e in history(second, "done", "log")] == ["kept"]
@@ -92,6 +95,7 @@ def test_remove_deletes_everything_kept(registry: Registry, config: Config) -> N
         registry.get("doomed")
     with pytest.raises(InvalidName):
         registry.remove("../etc")
+    registry.shutdown()
     again = Registry(config)
     try:
         assert "doomed" not in again
@@ -123,11 +127,13 @@ def test_define_without_starting_saves_the_record(registry: Registry, config: Co
     assert record.spec == agent.spec and record.state is None
 
 
-def test_a_damaged_record_is_skipped_with_a_warning(config: Config, caplog: pytest.LogCaptureFixture) -> None:
-    """An unreadable agent.json does not stop the start: that agent is left out, and said so."""
+def test_a_damaged_record_lists_its_agent_as_lost(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """An unreadable agent.json, or one with a field that cannot be restored, does not stop the
+    start and does not hide the agent: it is listed as lost, with the reason and its history,
+    with one warning naming the file; defining it again runs it."""
     first = Registry(config)
     run_to_end(first, name="fine", command=["true"])
-    run_to_end(first, name="broken", command=["true"])
+    run_to_end(first, name="broken", command=["echo", "still here"])
     first.shutdown()
     (Path(config.data_dir) / "agents" / "broken" / "agent.json").write_text("{not json")
     record = json.loads((Path(config.data_dir) / "agents" / "fine" / "agent.json").read_text())
@@ -138,8 +144,15 @@ def test_a_damaged_record_is_skipped_with_a_warning(config: Config, caplog: pyte
     with caplog.at_level(logging.WARNING):
         second = Registry(config)
     try:
-        assert "fine" in second and "broken" not in second and "odd" not in second
-        assert "cannot restore agent 'broken'" in caplog.text and "cannot restore agent 'odd'" in caplog.text
+        assert second.get("fine").state == "exited"
+        for name in ("broken", "odd"):
+            agent = second.get(name)
+            assert agent.state == "lost" and "cannot be read" in agent.reason
+            warnings = [r for r in caplog.records if str(odd.parent / name / "agent.json") in r.getMessage()]
+            assert len(warnings) == 1, warnings
+        assert lines(second, "broken") == ["still here"]
+        assert run_to_end(second, name="broken", command=["echo", "again"]).state == "exited"
+        assert lines(second, "broken") == ["still here", "again"]
     finally:
         second.shutdown()
 
