@@ -192,28 +192,43 @@ def test_connection_states_follow_the_table() -> None:
         client.change_state(LIVE)
 
 
-def test_backlog_push_raises_when_full_and_keeps_what_it_had() -> None:
-    """push() past either bound raises BacklogFull and leaves the backlog as it was."""
-    backlog = Backlog(max_events=3, max_bytes=10)
-    backlog.push(b"aaaa", 2)
+def test_backlog_push_raises_when_full_and_stalled_and_keeps_what_it_had() -> None:
+    """push() past either bound raises BacklogFull once the socket has taken nothing for
+    stall_s, and leaves the backlog as it was; before that, a burst is queued."""
+    backlog = Backlog(max_events=3, max_bytes=10, stall_s=0.5)
+    backlog.push(b"aaaa", 2, 10.0)
     with pytest.raises(BacklogFull):
-        backlog.push(b"b", 2)  # 4 events
+        backlog.push(b"b", 2, 10.6)  # 4 events, nothing taken for 0.6 s
     with pytest.raises(BacklogFull):
-        backlog.push(b"bbbbbbb", 1)  # 11 bytes
+        backlog.push(b"bbbbbbb", 1, 10.6)  # 11 bytes
     assert (backlog.events, backlog.bytes, backlog.pending()) == (2, 4, b"aaaa")
-    backlog.push(b"cc", 1)
+    backlog.push(b"cc", 1, 10.6)
     assert backlog.pending() == b"aaaacc"
+
+
+def test_a_burst_is_not_slowness_but_a_stall_is() -> None:
+    """Past the bounds, a client whose socket keeps taking bytes keeps its backlog (up to the
+    hard bound); one whose socket took nothing for stall_s is full."""
+    backlog = Backlog(max_events=3, max_bytes=100, stall_s=0.5)
+    for step in range(20):  # 20 events of 10 bytes, far past max_events, while the socket takes some
+        backlog.push(b"x" * 10, 1, 1.0 + step * 0.1)
+        backlog.consume(5, 1.0 + step * 0.1)
+    assert backlog.events > 3
+    with pytest.raises(BacklogFull):
+        backlog.push(b"y" * 10, 1, 1.0 + 19 * 0.1 + 0.6)  # then nothing for 0.6 s
+    with pytest.raises(BacklogFull):
+        Backlog(3, 100).push(b"z" * 801, 1, 0.0)  # past 8 x max_bytes at once
 
 
 def test_backlog_consume_counts_whole_events() -> None:
     """Written bytes take whole chunks off; a cut chunk keeps its rest and its unsent share."""
     backlog = Backlog(100, 1000)
-    backlog.push(b"id: 1\n\nid: 2\n\n", 2)
-    backlog.push(b"id: 3\n\n", 1)
-    assert backlog.consume(9) == 1  # 9 of the first chunk's 14 bytes: its first event is through
+    backlog.push(b"id: 1\n\nid: 2\n\n", 2, 0.0)
+    backlog.push(b"id: 3\n\n", 1, 0.0)
+    assert backlog.consume(9, 0.0) == 1  # 9 of the first chunk's 14 bytes: its first event is through
     assert backlog.unfinished_frame() == b": 2\n\n"
     assert (backlog.events, backlog.bytes) == (2, 5 + 7)
-    assert backlog.consume(5 + 7) == 2 and not backlog
+    assert backlog.consume(5 + 7, 0.0) == 2 and not backlog
     assert (backlog.events, backlog.bytes) == (0, 0)
 
 
@@ -315,3 +330,49 @@ def test_a_lagging_bus_gives_no_duplicate_and_no_gap() -> None:
     finally:
         mgr.close()
         log.close()
+
+
+def test_a_hundred_agents_starting_together_drop_no_fast_reader(config: Any) -> None:
+    """A burst is not slowness: 100 agents starting at once put thousands of events into a few
+    flushes, far past queue_size; a client of /api/stream that reads as fast as it can keeps up
+    and gets every one of them, in order (issue 12: it used to be dropped as slow)."""
+    from supervisor.registry import Registry
+
+    registry = Registry(config, persist=False)
+    mgr = SSEManager(registry.eventlog, is_done=lambda name: False, keepalive_s=3600)
+    mgr.start()
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    peer = gevent.socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)  # small buffers: a burst fills them
+    peer.connect(listener.getsockname())
+    ours, _ = listener.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)
+    listener.close()
+    received = bytearray()
+
+    def read_as_fast_as_possible() -> None:
+        while received.count(b"event: complete\n") < 100:
+            chunk = peer.recv(1 << 20)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = gevent.spawn(read_as_fast_as_possible)
+    try:
+        mgr.serve(ours, agent=None, last_id=None, remote_addr="test")
+        script = 'for i in $(seq 40); do echo "line $i of a burst: ' + "x" * 150 + '"; done'
+        for n in range(100):
+            registry.create({"name": f"burst-{n}", "command": ["sh", "-c", script]})
+        reader.join(timeout=60)
+        assert received.count(b"event: complete\n") == 100, "the reader was cut off"
+        assert mgr.counters.clients_dropped_slow == 0
+        got = [int(e.id) for e in parse_frames(bytes(received)) if e.id is not None]
+        assert got == [e.id for e in registry.eventlog.read_after(0).events]
+        assert len(got) > 100 * 43  # every line, state and complete event: the burst was real
+    finally:
+        reader.kill()
+        peer.close()
+        mgr.close()
+        registry.shutdown(grace=1.0)

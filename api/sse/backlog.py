@@ -1,11 +1,17 @@
 """What a client's socket has not taken yet, within bounds.
 
 A flush hands every client the whole batch in one ``send``, so a backlog is usually empty; it
-fills only when a socket's buffer is full. Past ``max_events`` events or ``max_bytes`` bytes the
-client does not keep up: :meth:`Backlog.push` raises :class:`BacklogFull` (like gevent's
-``Queue.put_nowait`` raising ``Full``) and the manager drops the client, which then resumes from
-history with its Last-Event-ID. The chunks are the flush's shared ``bytes`` objects (or a tail
-of one), never copies per client.
+fills only when a socket's buffer is full. A client is slow when its socket does not take what
+it is given *over time*, not when one flush is big: 100 agents starting at once put thousands
+of events in a few flushes, which a client reading as fast as it can takes in some
+milliseconds. So :meth:`Backlog.push` raises :class:`BacklogFull` (like gevent's
+``Queue.put_nowait`` raising ``Full``) when the backlog is past ``max_events`` events or
+``max_bytes`` bytes *and* the socket has taken nothing for ``stall_s`` seconds, or when it
+would pass ``hard_bytes`` (memory stays bounded whatever the client does); the manager then
+drops the client, which resumes from history with its Last-Event-ID. A client that stopped
+reading is dropped as soon as it passes the bounds (its socket took nothing for longer than
+that). The chunks are the flush's shared ``bytes`` objects (or a tail of one), never copies
+per client.
 """
 from __future__ import annotations
 
@@ -30,28 +36,43 @@ class _Chunk:
         self.count = count
 
 
+#: The hard bound of a backlog, in multiples of ``max_bytes``.
+HARD_FACTOR = 8
+
+
 class Backlog:
-    """Chunks of bytes waiting for one socket, each with the number of events it holds."""
+    """Chunks of bytes waiting for one socket, each with the number of events it holds.
+    ``progress_at`` is when the socket last took something (or the backlog began)."""
 
-    __slots__ = ("_chunks", "bytes", "events", "max_bytes", "max_events")
+    __slots__ = ("_chunks", "bytes", "events", "hard_bytes", "max_bytes", "max_events", "progress_at", "stall_s")
 
-    def __init__(self, max_events: int, max_bytes: int) -> None:
+    def __init__(self, max_events: int, max_bytes: int, stall_s: float = 0.5) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.stall_s = stall_s
+        self.hard_bytes = max_bytes * HARD_FACTOR
         self._chunks: deque[_Chunk] = deque()
         self.bytes = 0
         self.events = 0
+        self.progress_at = 0.0
 
     def __bool__(self) -> bool:
         return bool(self._chunks)
 
-    def push(self, data: bytes, count: int) -> None:
-        """Queue ``data`` (``count`` events); raises :class:`BacklogFull` past the bounds."""
-        if self.events + count > self.max_events or self.bytes + len(data) > self.max_bytes:
-            raise BacklogFull(f"{self.events + count} events / {self.bytes + len(data)} bytes queued")
+    def push(self, data: bytes, count: int, now: float) -> None:
+        """Queue ``data`` (``count`` events) at time ``now``; raises :class:`BacklogFull` when
+        the client does not keep up (see the module docstring)."""
+        events, size = self.events + count, self.bytes + len(data)
+        if not self._chunks:
+            self.progress_at = now  # it took everything until now
+        if size > self.hard_bytes or (
+            (events > self.max_events or size > self.max_bytes) and now - self.progress_at > self.stall_s
+        ):
+            raise BacklogFull(f"{events} events / {size} bytes queued, nothing taken for"
+                              f" {now - self.progress_at:.1f} s")
         self._chunks.append(_Chunk(data, count))
-        self.bytes += len(data)
-        self.events += count
+        self.bytes = size
+        self.events = events
 
     def pending(self) -> bytes:
         """Everything queued, as one buffer for one ``send``."""
@@ -60,9 +81,11 @@ class Backlog:
             return chunks[0].data
         return b"".join([chunk.data for chunk in chunks])
 
-    def consume(self, written: int) -> int:
-        """Forget the first ``written`` bytes (whole chunks go, a cut one shrinks); returns how
-        many events were wholly written."""
+    def consume(self, written: int, now: float) -> int:
+        """Forget the first ``written`` bytes (whole chunks go, a cut one shrinks), taken by the
+        socket at time ``now``; returns how many events were wholly written."""
+        if written:
+            self.progress_at = now
         chunks = self._chunks
         done_total = 0
         while chunks and written:

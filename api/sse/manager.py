@@ -17,10 +17,11 @@ How a stream goes (see :meth:`SSEManager.serve`):
    frames and joins each outbox once and hands the same bytes to each of its clients in one
    ``send`` (:meth:`~api.sse.fanout.Group.send_fast`). No greenlet and no thread per client.
 3. What a socket does not take waits in the client's :class:`~api.sse.backlog.Backlog`
-   (``BACKLOGGED``); a backlog past ``queue_size`` events or ``queue_bytes`` bytes means the
-   client does not keep up: it is dropped at once (after a last-chance ``event: error``
-   ``slow_consumer`` if its socket still takes it). It reconnects with its ``Last-Event-ID``
-   and loses nothing.
+   (``BACKLOGGED``); a backlog past ``queue_size`` events or ``queue_bytes`` bytes whose socket
+   has taken nothing for ``queue_stall_s`` means the client does not keep up: it is dropped
+   (after a last-chance ``event: error`` ``slow_consumer`` if its socket still takes it). A
+   burst a fast reader takes is not that. It reconnects with its ``Last-Event-ID`` and loses
+   nothing.
 
 All of this runs on the gevent hub's thread; hub callbacks here never block or switch.
 """
@@ -72,6 +73,7 @@ class SSEManager:
         is_done: Callable[[str], bool],
         queue_size: int = 100,
         queue_bytes: int = 1 << 20,
+        queue_stall_s: float = 0.5,
         keepalive_s: float = 15.0,
         retry_ms: int = 3000,
         max_clients: int = 10_000,
@@ -81,6 +83,7 @@ class SSEManager:
         self.is_done = is_done
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
+        self.queue_stall_s = queue_stall_s
         self.keepalive_s = keepalive_s
         self.retry_ms = retry_ms
         self.max_clients = max_clients
@@ -162,7 +165,7 @@ class SSEManager:
         """
         self._next_client += 1
         client = Connection(f"c{self._next_client}", agent, remote_addr, plain,
-                            Backlog(self.queue_size, self.queue_bytes))
+                            Backlog(self.queue_size, self.queue_bytes, self.queue_stall_s))
         self._clients[client.id] = client
         self.counters.clients_connected_total += 1
         try:
@@ -331,7 +334,7 @@ class SSEManager:
         socket has not taken yet. A backlog past its bounds drops the client."""
         if client.backlog:
             try:
-                client.backlog.push(data, count)
+                client.backlog.push(data, count, self._loop.now())
             except BacklogFull:
                 self._drop_slow(client)
             return
@@ -362,7 +365,7 @@ class SSEManager:
         if client.state is LIVE:
             client.change_state(BACKLOGGED)
         try:
-            client.backlog.push(rest, unsent)
+            client.backlog.push(rest, unsent, self._loop.now())
         except BacklogFull:
             self._drop_slow(client, unfinished=rest)
             return
@@ -396,7 +399,7 @@ class SSEManager:
             written = self._send(client, sock, backlog.pending())
             if written is None:
                 return
-            done = backlog.consume(written)
+            done = backlog.consume(written, self._loop.now())
             client.sent += done
             self.counters.events_delivered += done
             if backlog:
