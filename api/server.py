@@ -18,7 +18,7 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from supervisor import runtime
+from supervisor import files, runtime
 from supervisor.config import Config, is_loopback
 from supervisor.exceptions import ConfigError
 
@@ -160,9 +160,13 @@ def run_server(config: Config, ready: Callable[[str, str], None] | None = None, 
         # come first wait in the listen queue).
         runtime.write_runtime_file(config.data_dir, url, config.token)
     except OSError as exc:
-        listener.close()
-        close_app(app)
-        raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
+        if exc.errno in files.FULL:  # a full disk must not keep the agents from being listed
+            log.warning("cannot write %s (%s): the command line will not find this server by itself;"
+                        " pass --url and --token", runtime.runtime_path(config.data_dir), files.describe(exc))
+        else:
+            listener.close()
+            close_app(app)
+            raise ConfigError(f"cannot write {runtime.runtime_path(config.data_dir)}: {exc.strerror or exc}") from exc
     server.start()
     log.info("serving on %s (data in %s)", url, config.data_dir)
     if not is_loopback(listener.getsockname()[0]):

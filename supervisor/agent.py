@@ -218,7 +218,7 @@ class Agent:
         try:
             self.store.save(self.record())
         except OSError as exc:
-            health.failed(self.name, "record", self.store.record_path(self.name) or "", exc)
+            health.failed(self.name, "record", self.store.record_path(self.name) or "", exc, self.save)
         else:
             if health.failing(self.name):
                 health.recovered(self.name, "record")

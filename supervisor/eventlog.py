@@ -437,6 +437,7 @@ class EventLog:
         self.flush()
         for history in self._histories.values():
             history.close()
+        self.health.close()
 
     def _selected(self, agent_name: str | None) -> list[AgentHistory]:
         if agent_name is not None:

@@ -107,12 +107,12 @@ def replace(path: Path, data: bytes, durable: bool = False, in_thread: bool = Fa
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except OSError:
+    except OSError as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the file meant, not its temporary
     if durable:
         sync_dir(path.parent, in_thread)
 

@@ -8,12 +8,19 @@ needs to see, and where:
   agent's stream (on ``/api/stream`` only for the supervisor's own files). An episode of an
   owner (an agent, or the supervisor) starts with its first failing file and ends when every
   file that failed has been written again: a full disk fails an agent's history, its
-  ``output.log`` and its record together, and that is one episode, not three, nor one per line;
+  ``output.log`` and its record together, and that is one episode, not three, nor one per line.
+  A failure within :data:`REARM_S` of the end of the owner's last episode continues it, silently
+  (a disk that flaps between full and not is one episode, not one per flap);
 - **while it lasts**, ``/healthz`` says ``degraded`` with the reasons, and ``/api/sse/stats``
   the details (:meth:`StorageHealth.status`);
 - **the cost**: events waiting in memory to be written (``events_unwritten``), events that
   fell out of memory before they could be (``events_lost``, which resumers are told about with
   ``reset``), and bytes of ``output.log`` that were dropped.
+
+Writers retry by themselves when they write next (an agent's next line); a writer that may
+have nothing more to write (an agent that is done, a record, the id mark) gives a ``retry``
+with its failure, and one greenlet calls those every :data:`RETRY_S` until each works again:
+space that comes back is used without anyone having to print a line.
 
 Not thread-safe: one hub.
 """
@@ -36,6 +43,10 @@ Notify = Callable[[str, str], None]
 
 #: The error code of the ``error`` event, and of ``/healthz``'s reasons.
 STORAGE_FAILED = "storage_failed"
+#: Seconds after an episode ends during which a new failure of the same owner continues it.
+REARM_S = 10.0
+#: Seconds between two calls of the retries of failing writes.
+RETRY_S = 0.5
 
 
 @dataclass
@@ -66,6 +77,9 @@ class StorageHealth:
     def __init__(self, notify: Notify | None = None) -> None:
         self.notify = notify
         self._episodes: dict[str, Episode] = {}
+        self._ended: dict[str, float] = {}  # owner -> when its last episode ended
+        self._retries: dict[tuple[str, str], Callable[[], object]] = {}
+        self._retrier: Any = None
         self.episodes_total = 0
         self.events_lost = 0
         self.output_bytes_lost = 0
@@ -77,17 +91,25 @@ class StorageHealth:
     def failing(self, owner: str) -> bool:
         return owner in self._episodes
 
-    def failed(self, owner: str, kind: str, path: Path | str, exc: OSError) -> None:
+    def failed(self, owner: str, kind: str, path: Path | str, exc: OSError,
+               retry: Callable[[], object] | None = None) -> None:
         """A write of ``path`` (``kind``: history, manifest, output, record, ids) for ``owner``
-        failed. Logs and notifies at the start of an episode only."""
+        failed. Logs and notifies at the start of an episode only. ``retry`` (which reports
+        again, one way or the other) is called every :data:`RETRY_S` until it works."""
         path = str(path)
+        if retry is not None:
+            self._retries[(owner, kind)] = retry
+            self._start_retrier()
         episode = self._episodes.get(owner)
         if episode is not None:
             episode.failing[kind] = path
             return
         reason = files.describe(exc)
-        episode = Episode(owner, time.time(), f"cannot write {path}: {reason}", {kind: path})
+        now = time.time()
+        episode = Episode(owner, now, f"cannot write {path}: {reason}", {kind: path})
         self._episodes[owner] = episode
+        if now - self._ended.get(owner, -REARM_S) < REARM_S:
+            return  # the same trouble as a moment ago: already said
         self.episodes_total += 1
         log.warning("storage failed for %s: cannot write %s (%s); it keeps running and streaming, and"
                     " writing is retried (this is logged once until it works again)", owner, path, reason)
@@ -97,15 +119,48 @@ class StorageHealth:
 
     def recovered(self, owner: str, kind: str) -> None:
         """A write of ``kind`` for ``owner`` worked: the episode ends when nothing else fails."""
+        self._retries.pop((owner, kind), None)
         episode = self._episodes.get(owner)
         if episode is None or episode.failing.pop(kind, None) is None or episode.failing:
             return
         del self._episodes[owner]
-        log.warning("storage works again for %s after %.1f s", owner, time.time() - episode.since)
+        self._ended[owner] = now = time.time()
+        log.info("storage works again for %s after %.1f s", owner, now - episode.since)
 
     def forget(self, owner: str) -> None:
         """``owner`` is gone (an agent deleted): its episode, if any, ends with it."""
         self._episodes.pop(owner, None)
+        self._ended.pop(owner, None)
+        for key in [key for key in self._retries if key[0] == owner]:
+            del self._retries[key]
+
+    def _start_retrier(self) -> None:
+        if self._retrier is None:
+            import gevent
+
+            self._retrier = gevent.spawn(self._retry_forever)
+
+    def _retry_forever(self) -> None:
+        import gevent
+
+        try:
+            while self._retries:
+                gevent.sleep(RETRY_S)
+                for key, retry in list(self._retries.items()):
+                    if self._retries.get(key) is retry:
+                        try:
+                            retry()
+                        except Exception:
+                            log.exception("retrying the write of %s (%s) failed", *key)
+        finally:
+            self._retrier = None
+
+    def close(self) -> None:
+        """Stop retrying (the server is shutting down)."""
+        self._retries.clear()
+        retrier, self._retrier = self._retrier, None
+        if retrier is not None:
+            retrier.kill(block=False)
 
     def reasons(self) -> list[str]:
         return [f"{STORAGE_FAILED}: {e.owner}: {e.error}" for e in self._episodes.values()]

@@ -37,6 +37,7 @@ import bisect
 import errno
 import itertools
 import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -309,7 +310,8 @@ class AgentHistory:
         # The kept events are written again, numbered as before: the next write starts a new
         # segment at the first of them (see write()), after a hole for the lost ones.
         self._written_id = self._segments[-1].last_id if self._segments else 0
-        self._backlog = True
+        self._backlog = self._failing = True  # the episode ends with the next write that works
+        self._retry_at = 0.0
         self._report(FileNotFoundError(errno.ENOENT, "removed while it was being written", str(segment.path)),
                      "history", warn=f"{segment.path} was removed while in use: {lost} of its events are lost,"
                                      f" the {len(kept)} still in memory are written again")
@@ -319,9 +321,19 @@ class AgentHistory:
             log.warning("%s", warn)
         path = exc.filename or (self._segments[-1].path if self._segments else self.directory) or ""
         if self.health is not None:
-            self.health.failed(self.name, kind, path, exc)
+            self.health.failed(self.name, kind, path, exc, self._retry if kind == "history" else self._save_manifest)
         elif self.directory is not None:
             log.warning("history %s: cannot write %s: %s", self.name, path, files.describe(exc))
+
+    def _retry(self) -> None:
+        """Write what waits in memory without waiting for a new event (the agent may be done)."""
+        self._retry_at = 0.0
+        fd = self.write([], time.monotonic())
+        if fd is not None and self.durable:
+            try:
+                files.fsync(fd)
+            except OSError as exc:
+                self.sync_failed(exc)
 
     def sync_failed(self, exc: OSError) -> None:
         """An fsync of the open segment failed: the data may not reach the disk."""
@@ -349,12 +361,20 @@ class AgentHistory:
         hold no file descriptor, and at shutdown."""
         had_file = self._fd is not None
         self._close_fd()
-        if had_file and self.directory is not None and not self._failing:
-            try:
-                manifest.save(self.directory, self._entries(self._segments), self._bounded(list(self._holes)),
-                              self.durable)
-            except OSError as exc:
-                self._report(exc, "manifest")
+        if had_file and not self._failing:
+            self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        if self.directory is None:
+            return
+        try:
+            manifest.save(self.directory, self._entries(self._segments), self._bounded(list(self._holes)),
+                          self.durable)
+        except OSError as exc:
+            self._report(exc, "manifest")
+        else:
+            if self.health is not None and self.health.failing(self.name):
+                self.health.recovered(self.name, "manifest")
 
     def destroy(self) -> None:
         """Close and delete every file of this history; its folder too if nothing else is in it."""
@@ -461,6 +481,7 @@ class AgentHistory:
             listing = list(directory.iterdir())
         except FileNotFoundError:
             return  # a new agent: its folder is made with its first segment
+        said = False  # the manifest's own damage was reported already
         try:
             recorded = manifest.load(directory)
             rewrite = recorded.legacy and bool(recorded.holes)
@@ -468,6 +489,7 @@ class AgentHistory:
             log.warning("%s; its segments are numbered again from the files (losses recorded there are"
                         " forgotten)", exc)
             recorded, rewrite = manifest.Manifest(legacy=True), True
+            said = True
         found: dict[int, Path] = {}
         for path in listing:
             if not (path.name.startswith("events.") and path.name.endswith(".jsonl")):
@@ -515,6 +537,8 @@ class AgentHistory:
             problems = []
             for before, count, after in damage.runs:
                 upper = after - 1 if after else max(before + count, entry.last_id if entry is not None else 0)
+                if (before + 1, upper, count) in recorded.holes:
+                    continue  # found at an earlier start, and counted then
                 holes.append((before + 1, upper, count))
                 problems.append(f"{count} unreadable line{'s' if count > 1 else ''} after id {before}")
             if segment.count < expected:
@@ -539,8 +563,9 @@ class AgentHistory:
             try:
                 manifest.save(directory, self._entries(segments), self._bounded(list(self._holes)), self.durable)
             except OSError as exc:
-                log.warning("%s: cannot record what was found (%s)", directory / manifest.MANIFEST_FILE,
-                            files.describe(exc))
+                if not said:
+                    log.warning("%s: cannot record what was found (%s)", directory / manifest.MANIFEST_FILE,
+                                files.describe(exc))
         # The memory starts empty: reads reach back to the files until new events fill it, so a
         # server with many past agents does not hold all their recent events at startup.
 
@@ -571,7 +596,7 @@ class HistoryCursor:
             events = self._from_memory(memory, after, until, limit)
         elif segments and segments[-1].last_id > after:
             events = self._from_files(segments, after, until, limit, max_bytes)
-            if not events and memory:
+            if not events and self._segment is None and memory:  # the files are done: memory has the rest
                 events = self._from_memory(memory, after, until, limit)
         else:
             events = self._from_memory(memory, after, until, limit)
@@ -610,7 +635,7 @@ class HistoryCursor:
         budget = max_bytes
         while True:
             try:
-                lines, end = segment.read(self._offset, min(budget, READ_CHUNK))
+                lines, end = segment.read(self._offset, min(max(budget, READ_CHUNK >> 4), READ_CHUNK))
             except OSError as exc:
                 history._warn_once(segment.path, f"cannot be read ({files.describe(exc)}); its events are skipped")
                 lines, end = [], self._offset
@@ -644,5 +669,5 @@ class HistoryCursor:
                     return events
                 segment, self._offset = segments[i], 0
             self._segment = segment
-            if budget <= 0:
+            if budget <= 0 and events:  # without any, go on: what is skipped is bounded by the index
                 return events

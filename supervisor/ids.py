@@ -53,6 +53,7 @@ class IdReservation:
         self.health = health
         self.owner = owner
         self.in_thread = False  # set by the event log while it commits from a greenlet that may wait
+        self._wanted = 0
         previous = self._read(floor) if path is not None else floor
         self.reserved = max(previous, floor)
         #: The first id of this process: above every id any earlier process may have used.
@@ -80,6 +81,7 @@ class IdReservation:
         ids). Returns False when the mark could not be written (reported to ``health``)."""
         if last_id <= self.reserved:
             return True
+        self._wanted = last_id
         target = last_id + BLOCK
         if self.path is None:
             self.reserved = target
@@ -96,7 +98,7 @@ class IdReservation:
                     self._recovered(target)
                     return True
             if self.health is not None:
-                self.health.failed(self.owner, "ids", self.path, exc)
+                self.health.failed(self.owner, "ids", self.path, exc, lambda: self.cover(self._wanted))
             return False
         self._recovered(target)
         self._keep_spare()

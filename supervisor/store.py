@@ -305,7 +305,8 @@ class OutputLog:
         self._close()
         self._failing = True
         self.health.failed(self.owner, "output", self.path,
-                           FileNotFoundError(errno.ENOENT, "removed while it was being written", str(self.path)))
+                           FileNotFoundError(errno.ENOENT, "removed while it was being written", str(self.path)),
+                           self._probe)
         return None
 
     def _fail(self, exc: OSError, lost: int, now: float) -> None:
@@ -313,7 +314,22 @@ class OutputLog:
         self._retry_at = now + OUTPUT_RETRY_S
         self._close()
         self._failing = True
-        self.health.failed(self.owner, "output", self.path, exc)
+        self.health.failed(self.owner, "output", self.path, exc, self._probe)
+
+    def _probe(self) -> None:
+        """Can the file be written again (the agent may print nothing more)?"""
+        if not self._failing or self._fd is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = files.open_append(self.path)
+            files.append(fd, b"")
+        except OSError as exc:
+            self.health.failed(self.owner, "output", self.path, exc, self._probe)
+            return
+        files.close(fd)
+        self._failing = False
+        self.health.recovered(self.owner, "output")
 
     def _close(self) -> None:
         fd, self._fd = self._fd, None
