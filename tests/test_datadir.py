@@ -1,23 +1,28 @@
-"""supervisor.datadir: the data directory is its user's alone.
+"""supervisor.datadir: the data directory is its user's alone, one live server at a time uses
+it, and a full disk is no reason not to start.
 
 Against a real server whose home is an ordinary 0755 folder (as Debian makes them): everything
 ``serve`` creates is closed to other users, which another user (``nobody``, in a child process
 started as root) finds by trying to read every file; an existing data dir that is open to others
-is said at start; and the agents still get the user's own umask.
+is said at start; and the agents still get the user's own umask. The lock is exclusive, names
+its holder, and dies with the server, not with its agents.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from supervisor import datadir
+from supervisor.exceptions import DataDirLocked
 
 from support.processes import Server, python_agent
 from support.waiting import wait_for
@@ -134,3 +139,44 @@ def test_private_umask_returns_the_previous_one() -> None:
         assert os.umask(0o027) == datadir.PRIVATE_UMASK
     finally:
         os.umask(before)
+
+
+def test_a_second_lock_names_the_holder_and_a_release_frees_it(tmp_path: Path) -> None:
+    """The lock is exclusive; the refusal names the holder's pid; released, it can be taken."""
+    first = datadir.lock(tmp_path)
+    with pytest.raises(DataDirLocked, match=f"pid {os.getpid()}"):
+        datadir.lock(tmp_path)
+    first.release()
+    datadir.lock(tmp_path).release()
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start(make_server: Callable[..., Server],
+                                                               tmp_path: Path) -> None:
+    """Two live servers on one data directory would end each other's runs: the second one
+    stops at once, naming the first's pid and URL, and the first's agent runs on."""
+    first = make_server()
+    first.create(name="keeps", command=["sleep", "30"])
+    result = subprocess.run(
+        [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(first.data_dir)],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode != 0
+    assert f"pid {first.process.pid if first.process else 0}" in result.stderr and first.url in result.stderr
+    assert first.get("/api/agents/keeps")["state"] == "running"
+
+
+def test_the_lock_dies_with_the_server_not_with_its_agents(make_server: Callable[..., Server]) -> None:
+    """A server killed with SIGKILL leaves its agents to die of the hang-up, and the lock to
+    the kernel: a new server starts on the same directory at once (agents do not inherit it)."""
+    first = make_server()
+    first.create(name="orphan", command=["sh", "-c", "trap '' HUP; exec sleep 30"])
+    first.wait_state("orphan", "running")
+    pid = first.get("/api/agents/orphan")["pid"]
+    first.stop(signal.SIGKILL)
+    try:
+        second = make_server(data_dir=first.data_dir)
+        assert second.get("/api/agents/orphan")["state"] == "lost"
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
