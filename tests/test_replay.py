@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from supervisor import replay as replay_module
 from supervisor import segments
 from supervisor.eventlog import EventLog
 from supervisor.events import Event
 from supervisor.history import AgentHistory
-from supervisor.replay import LANE_EVENTS, MergedCursor
+from supervisor.replay import LANE_EVENTS, MergedCursor, Pacer
 from supervisor.spec import AgentSpec
 from supervisor.store import AgentRecord
 
@@ -172,3 +173,24 @@ def test_healthz_answers_while_a_large_replay_runs(make_server: Any, tmp_path: P
     assert answered_during >= 3, "the replay was over before /healthz was asked: nothing measured"
     assert last == 299_999
     wait_for(lambda: server.get("/api/sse/stats")["clients_connected_total"] >= 1, 5)
+
+
+def test_the_pacer_keeps_replays_to_their_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each step a replay rests as long as it worked (share 0.5), the debts of all
+    replays adding up; small debts are carried (a timer would round them up to 1 ms)."""
+    slept: list[float] = []
+    paused: list[int] = []
+    monkeypatch.setattr("gevent.sleep", lambda seconds=0: slept.append(seconds))
+    monkeypatch.setattr(replay_module, "pause", lambda: paused.append(1))
+    now = [100.0]
+    monkeypatch.setattr("supervisor.replay.time.monotonic", lambda: now[0])
+    pacer = Pacer(0.5)
+    pacer.rest(0.004)  # one replay worked 4 ms: it rests 4 ms
+    assert slept == [pytest.approx(0.004)]
+    pacer.rest(0.004)  # another, in the same instant: its rest comes after the first one's
+    assert slept[-1] == pytest.approx(0.008)
+    now[0] += 1.0
+    pacer.rest(0.0005)  # a small step, later: no timer, a pause, the debt carried
+    assert paused == [1] and len(slept) == 2
+    pacer.rest(0.0016)
+    assert slept[-1] == pytest.approx(0.0021)

@@ -41,7 +41,7 @@ from supervisor import events
 from supervisor.bus import Subscription
 from supervisor.eventlog import EventLogBackend
 from supervisor.events import Event, rfc3339
-from supervisor.replay import pause
+from supervisor.replay import Pacer
 
 from . import frames, handover
 from .backlog import Backlog, BacklogFull, unsent_events
@@ -52,7 +52,7 @@ from .fanout import Group
 log = logging.getLogger(__name__)
 
 #: Events read from history per batch while replaying.
-REPLAY_BATCH = 1000
+REPLAY_BATCH = 250
 
 _SLOW_FRAME = frames.named("error", {"reason": "slow_consumer"})
 _READ, _WRITE = 1, 2
@@ -101,6 +101,8 @@ class SSEManager:
         # The newest id the bus has handed over: a client that replayed further than this will
         # still be handed the events in between, and must skip them.
         self._received = 0
+        #: All replays together use at most half of the hub's time (see supervisor.replay).
+        self._pacer = Pacer()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class SSEManager:
         agent is done and everything was sent)."""
         frame_of = frames.plain_frame if client.plain else frames.event_frame
         chunks = []
+        started = time.monotonic()
         cursor = self.eventlog.replay(after, agent)
         batch = cursor.take(REPLAY_BATCH)
         if cursor.reset:
@@ -214,7 +217,11 @@ class SSEManager:
             if not batch:
                 return None if agent is not None and self.is_done(agent) else after
             after = batch[-1].id
-            pause()  # the hub is everyone's: live streams go first, between two batches
+            # The hub is everyone's: live streams go first, between two batches, and all replays
+            # together get half of it (a send that waited on a slow reader counts as work: that
+            # reader gets no faster anyway).
+            self._pacer.rest(time.monotonic() - started)
+            started = time.monotonic()
             batch = cursor.take(REPLAY_BATCH)
 
     def _go_live(self, client: Connection, sock: socket.socket, last_id: int) -> None:
