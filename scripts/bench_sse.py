@@ -9,6 +9,13 @@ and server RSS per client, and the host's CPU steal over the window (on a shared
 steal is a run of the host's neighbours, not of ours). Results go to stdout as one line per run
 and, with ``--json``, to a file.
 
+``replay-250k`` (issue 12) measures replay against live streaming on one server: an agent
+prints 250,000 lines and ends, then 100 clients watch a ticker at 100 lines/s for two windows,
+the second while one more client replays the 250,000 events again and again (alternately one
+agent's stream and ``/api/stream``, the all-agents merge), and a probe asks ``/healthz`` every
+20 ms throughout. It reports the watchers' p99 in each window and their ratio, the replays'
+events/s, and the probe's slowest answers.
+
 ``--reference`` also runs each fixed-rate scenario against ``reference_sse_server.py``, the
 simplest fan-out there is (an in-process timer and one send per client), alternating with ours,
 so that the two are measured on the same machine in the same minutes; ``--reference pty`` runs
@@ -26,20 +33,25 @@ from its output log, and its screen from ``GET /screen``.
     scripts/bench_sse.py fanout-1000 --repeat 5 --reference
     scripts/bench_sse.py fanout-1000 --repeat 5 --reference both
     scripts/bench_sse.py --sseload /path/to/sseload
+    scripts/bench_sse.py replay-250k --repeat 3
+    scripts/bench_sse.py fanout-1000 --durability fsync   # what fsync per batch costs
 
 Loopback only; every run is bounded in time and stops by itself.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -73,6 +85,9 @@ class Scenario:
     prewarm_lines: int = 1
     #: Bytes per second of a full-screen agent beside the tick agent (0: none).
     tui_rate: int = 0
+    #: Events of a finished agent replayed by one more client during the second window (0: no
+    #: replay scenario).
+    replay: int = 0
 
 
 SCENARIOS = {
@@ -88,6 +103,8 @@ SCENARIOS = {
                  goal="slow one dropped, RSS +2 MB at most, the 50 unaffected"),
         Scenario("tui-1mb", 100, 100, ramp=1, tui_rate=1_000_000,
                  goal="p99 of the line agent's clients at most 1.2x the same without the TUI agent"),
+        Scenario("replay-250k", 100, 100, ramp=1, warmup=2, replay=250_000,
+                 goal="p99 within 1.5x of the window without the replay, /healthz within 50 ms, >= 100k events/s replayed"),
     )
 }
 
@@ -124,6 +141,10 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+#: Extra environment for our server (``--durability`` sets AGENT_SUPERVISOR_DURABILITY).
+SERVER_ENV: dict[str, str] = {}
+
+
 class ServerProcess:
     """A server that prints ``serving on <url>`` once it listens: ours, or the reference."""
 
@@ -133,6 +154,7 @@ class ServerProcess:
             "AGENT_SUPERVISOR_MAX_CLIENTS": "20000",
             "AGENT_SUPERVISOR_MAX_CLIENTS_PER_AGENT": "20000",
             "PYTHONUNBUFFERED": "1",
+            **SERVER_ENV,
         }
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
@@ -163,6 +185,8 @@ def _start_ours(scenario: Scenario, tmp: Path, tui: bool = True) -> tuple[Server
         # The default configuration, token included: the one written to server.json.
         token = json.loads((tmp / "data" / "server.json").read_text())["token"]
         auth = {"Authorization": f"Bearer {token}"}
+        if scenario.replay:
+            _fill_history(server.url, auth, scenario.replay)
         agent = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", str(scenario.rate),
                  "--size", str(scenario.size)]
         _post(server.url + "/api/agents", {"name": "ticker", "command": agent}, auth)
@@ -179,6 +203,17 @@ def _start_ours(scenario: Scenario, tmp: Path, tui: bool = True) -> tuple[Server
         server.stop()
         raise
     return server, f"{server.url}/api/agents/ticker/stream", {"Last-Event-ID": str(last_id), **auth}
+
+
+def _fill_history(url: str, auth: dict[str, str], lines: int) -> None:
+    """An agent that prints ``lines`` lines flat out and ends: the history a replay reads."""
+    command = [sys.executable, str(ROOT / "scripts" / "tick_agent.py"), "--rate", "0", "--count", str(lines)]
+    _post(url + "/api/agents", {"name": "history", "command": command}, auth)
+    deadline = time.monotonic() + 600
+    while _get(url + "/api/agents/history", auth)["state"] != "exited":
+        if time.monotonic() > deadline:
+            raise SystemExit("the history agent did not finish")
+        time.sleep(0.2)
 
 
 def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[ServerProcess, str, dict[str, str]]:
@@ -283,6 +318,163 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
     }
 
 
+class Replayer(threading.Thread):
+    """One client replaying a finished agent's history again and again until stopped: odd
+    replays its own stream (which ends after ``complete``), even ones ``/api/stream`` from the
+    start (read up to that ``complete``). Counts ``id:`` lines, no parse: a Python client that
+    parses falls behind the server."""
+
+    def __init__(self, url: str, auth: dict[str, str], complete_id: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.auth, self.complete_id = url, auth, complete_id
+        self.stopping = threading.Event()
+        self.rates: dict[str, list[float]] = {"agent": [], "all": []}
+        self.counts: list[int] = []
+
+    def run(self) -> None:
+        for n in range(10_000):
+            if self.stopping.is_set():
+                return
+            path = "/api/agents/history/stream" if n % 2 == 0 else "/api/stream"
+            count, seconds = self._replay(path)
+            if count and not self.stopping.is_set():
+                self.rates["agent" if n % 2 == 0 else "all"].append(count / seconds)
+                self.counts.append(count)
+
+    def _replay(self, path: str) -> tuple[int, float]:
+        host, port = self.url.split("//", 1)[1].rsplit(":", 1)
+        end = b"\nid: %d\n" % self.complete_id
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            head = "".join(f"{k}: {v}\r\n" for k, v in self.auth.items())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode())
+            count, tail, started = 0, b"", time.monotonic()
+            while not self.stopping.is_set():
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data = tail + chunk
+                count += data.count(b"\nid: ")
+                if end in data:
+                    break
+                tail = data[-24:]
+            return count, time.monotonic() - started
+
+
+class HealthProbe(threading.Thread):
+    """``GET /healthz`` every 20 ms on a fresh connection; keeps each answer's time."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stopping = threading.Event()
+        self.ms: list[float] = []
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.02):
+            started = time.monotonic()
+            try:
+                _get(self.url + "/healthz")
+            except OSError:
+                self.ms.append(10_000.0)
+                continue
+            self.ms.append((time.monotonic() - started) * 1000)
+
+
+def _window(scenario: Scenario, sseload: str, duration: float, stream_url: str, headers: dict[str, str],
+            tmp: Path, server: ServerProcess, label: str) -> dict[str, Any]:
+    """One sseload window over the watchers, with the server's CPU and the host's steal."""
+    result_file = tmp / f"sseload-{label}.json"
+    cmd = [sseload, "--url", stream_url, "--clients", str(scenario.clients), "--duration", str(duration),
+           "--ramp", str(scenario.ramp), "--warmup", str(scenario.warmup), "--json", str(result_file),
+           "--quiet", "--wait-connect", "30", "--expect-rate", str(scenario.rate)]
+    for name, value in headers.items():
+        cmd += ["--header", f"{name}: {value}"]
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    time.sleep(scenario.ramp + scenario.warmup)
+    pid = server.proc.pid
+    cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
+    load.wait(duration + 120)
+    cpu = (_cpu_seconds(pid) - cpu_start) / max(0.001, time.monotonic() - t_start)
+    ticks_end = _cpu_ticks()
+    steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
+    result = json.loads(result_file.read_text())
+    return {"result": result, "cpu": cpu, "steal": steal}
+
+
+def run_replay(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
+    """The replay scenario: a window of the watchers alone, then one with the replayer."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        server, stream_url, headers = _start_ours(scenario, Path(tmp))
+        try:
+            auth = {"Authorization": headers["Authorization"]}
+            replayed = _get(server.url + "/api/agents/history/events?after=0&limit=1", auth)["events"]
+            complete_id = _get(server.url + "/api/agents/history", auth)["last_event_id"]
+            windows = {}
+            for label in ("alone", "replaying"):
+                probe = HealthProbe(server.url)
+                replayer = Replayer(server.url, auth, complete_id) if label == "replaying" else None
+                probe.start()
+                if replayer is not None:
+                    replayer.start()
+                windows[label] = _window(scenario, sseload, duration, stream_url, headers, Path(tmp), server, label)
+                probe.stopping.set()
+                probe.join(5)
+                if replayer is not None:
+                    replayer.stopping.set()
+                    replayer.join(10)
+                windows[label]["healthz_ms"] = sorted(probe.ms)
+                windows[label]["replayer"] = replayer
+        finally:
+            server.stop()
+    alone, loaded = windows["alone"], windows["replaying"]
+    replayer = loaded["replayer"]
+    assert replayer is not None and replayed
+
+    def p99(window: dict[str, Any]) -> float:
+        return float(window["result"]["latency_ms"]["p99"])
+
+    def worst(window: dict[str, Any]) -> float:
+        return float(max(window["healthz_ms"] or [0.0]))
+
+    rates = replayer.rates
+    return {
+        "scenario": scenario.name,
+        "target": "ours",
+        "goal": scenario.goal,
+        "clients": scenario.clients,
+        "replay_events": scenario.replay,
+        "connected": loaded["result"]["connections"]["established"],
+        "loss_pct": loaded["result"]["events"]["loss_pct"],
+        "missing": alone["result"]["events"]["missing_ids"] + loaded["result"]["events"]["missing_ids"],
+        "p50_ms_alone": alone["result"]["latency_ms"]["p50"],
+        "p99_ms_alone": p99(alone),
+        "p50_ms": loaded["result"]["latency_ms"]["p50"],
+        "p99_ms": p99(loaded),
+        "p99_ratio": round(p99(loaded) / max(0.001, p99(alone)), 2),
+        "replays": len(replayer.counts),
+        "replay_events_per_s_agent": round(statistics.median(rates["agent"])) if rates["agent"] else None,
+        "replay_events_per_s_all": round(statistics.median(rates["all"])) if rates["all"] else None,
+        "healthz_max_ms_alone": round(worst(alone), 1),
+        "healthz_max_ms": round(worst(loaded), 1),
+        "healthz_p99_ms": round(loaded["healthz_ms"][int(len(loaded["healthz_ms"]) * 0.99) - 1], 1)
+        if loaded["healthz_ms"] else None,
+        "server_cpu_pct_alone": round(alone["cpu"] * 100, 1),
+        "server_cpu_pct": round(loaded["cpu"] * 100, 1),
+        "host_steal_pct": round(max(alone["steal"], loaded["steal"]) * 100, 1),
+    }
+
+
+def _replay_summary(result: dict[str, Any]) -> str:
+    return (
+        f"{result['scenario']} [ours]: conn={result['connected']}/{result['clients']} loss={result['loss_pct']}% "
+        f"missing={result['missing']} p99 alone={result['p99_ms_alone']}ms with replay={result['p99_ms']}ms "
+        f"(x{result['p99_ratio']}) replays={result['replays']} "
+        f"events/s agent={result['replay_events_per_s_agent']} all={result['replay_events_per_s_all']} "
+        f"healthz max alone={result['healthz_max_ms_alone']}ms with replay={result['healthz_max_ms']}ms "
+        f"cpu={result['server_cpu_pct_alone']}%/{result['server_cpu_pct']}% steal={result['host_steal_pct']}%"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], help="default: all")
@@ -293,7 +485,11 @@ def main() -> int:
                              "events from a timer (the default), from the tick agent under a PTY, or both")
     parser.add_argument("--sseload", default=os.environ.get("SSELOAD", str(DEFAULT_SSELOAD)))
     parser.add_argument("--json", help="write all results to this file")
+    parser.add_argument("--durability", choices=["os", "fsync"], help="our server's durability setting")
+    parser.add_argument("--replay-events", type=int, help="events replay-250k replays (default 250,000)")
     args = parser.parse_args()
+    if args.durability:
+        SERVER_ENV["AGENT_SUPERVISOR_DURABILITY"] = args.durability
     if not shutil.which(args.sseload) and not Path(args.sseload).exists():
         raise SystemExit(f"load client not found: {args.sseload} (pass --sseload or set SSELOAD)")
     names = args.scenarios or list(SCENARIOS)
@@ -302,6 +498,14 @@ def main() -> int:
     results = []
     for name in names:
         scenario = SCENARIOS[name]
+        if scenario.replay:
+            if args.replay_events:
+                scenario = dataclasses.replace(scenario, replay=args.replay_events)
+            for _ in range(args.repeat):
+                result = run_replay(scenario, args.sseload, args.duration)
+                results.append(result)
+                print(_replay_summary(result), flush=True)
+            continue
         targets = ["ours", "ours-no-tui"] if scenario.tui_rate else ["ours"]
         if args.reference and scenario.rate and not scenario.slow:
             if args.reference in ("timer", "both"):

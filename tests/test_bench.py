@@ -22,13 +22,18 @@ from support import ROOT
 SSELOAD = Path(os.environ.get("SSELOAD") or ROOT.parent / "shared" / "tools" / "sseload")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_bench_runs_ours_and_the_reference(tmp_path: Path) -> None:
+def need_sseload() -> None:
+    """Skip without Node or the load client; under CI=true that is a failure."""
     if not shutil.which("node") or not SSELOAD.exists():
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"the benchmark needs node and {SSELOAD}")
         pytest.skip(f"the benchmark needs node and {SSELOAD}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_runs_ours_and_the_reference(tmp_path: Path) -> None:
+    need_sseload()
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_sse.py"), "fanout-10", "--duration", "1.5", "--repeat", "2",
@@ -46,6 +51,26 @@ def test_bench_runs_ours_and_the_reference(tmp_path: Path) -> None:
         assert 0 <= result["host_steal_pct"] <= 100 and result["server_cpu_pct"] > 0
     for target in ("ours", "reference", "reference-pty"):
         assert f"fanout-10 [{target}] median of 2: p50=" in run.stdout, run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_replay_scenario_measures_both_windows(tmp_path: Path) -> None:
+    """``replay-250k`` (here with 5,000 events) fills a history, measures the watchers alone and
+    during the replays, and reports the replays' speed and /healthz's slowest answer."""
+    need_sseload()
+    out = tmp_path / "replay.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_sse.py"), "replay-250k", "--replay-events", "5000",
+         "--duration", "1.5", "--json", str(out), "--sseload", str(SSELOAD)],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert run.returncode == 0, run.stderr
+    [result] = json.loads(out.read_text())["results"]
+    assert result["connected"] == 100 and result["missing"] == 0 and result["loss_pct"] == 0
+    assert result["replays"] >= 2 and result["replay_events_per_s_agent"] > 0 and result["replay_events_per_s_all"] > 0
+    assert result["p99_ms_alone"] > 0 and result["p99_ms"] > 0 and result["healthz_max_ms"] > 0
+    assert "replay-250k [ours]:" in run.stdout, run.stdout
 
 
 @pytest.mark.slow
