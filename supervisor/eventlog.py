@@ -287,8 +287,7 @@ class EventLog:
         if not pending:
             return
         last = pending[-1][0].id
-        self._ids.in_thread = in_thread
-        self._ids.cover(last)
+        self._ids.cover(last, in_thread)
         groups: dict[AgentHistory, list[Event]] = {}
         for event, history in pending:
             batch = groups.get(history)
@@ -299,8 +298,7 @@ class EventLog:
         now = time.monotonic()
         written: list[tuple[AgentHistory, int]] = []
         for history, batch in groups.items():
-            history.in_thread = in_thread
-            fd = history.write(batch, now)
+            fd = history.write(batch, now, in_thread)
             history.append(batch)
             if fd is not None:
                 written.append((history, fd))

@@ -88,7 +88,6 @@ class AgentHistory:
         self.segment_events = max(1, min(segment_events, max_events or segment_events))
         self.health = health
         self.durable = durable
-        self.in_thread = False  # the event log sets it while it commits from a greenlet that may wait
         # The newest events, at most memory_size of them and about memory_bytes of JSON: a few
         # agents printing huge lines must not use up the server's memory.
         self.memory_size = max(1, memory_size)
@@ -104,6 +103,7 @@ class AgentHistory:
         self._holes: list[Hole] = []
         self._lost: list[int] | None = None  # [first id, last id, count] fallen out of memory unwritten
         self._failing = False
+        self._writing = False  # a write is under way (it may wait on an fsync in the thread pool)
         self._backlog = False  # memory holds events newer than the files that must be written first
         self._retry_at = 0.0
         self._check_at = 0.0
@@ -119,10 +119,12 @@ class AgentHistory:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, batch: list[Event], now: float) -> int | None:
+    def write(self, batch: list[Event], now: float, in_thread: bool = False) -> int | None:
         """Write ``batch`` (ids greater than any before) to the open segment, after any events
         still waiting in memory; returns the descriptor written to (for an fsync), or None when
-        nothing was written. Never raises: failures go to ``health``."""
+        nothing was written. Never raises: failures go to ``health``. ``in_thread`` lets a
+        manifest's fsync wait in the thread pool: only the event log's one committing greenlet
+        may ask that (a write that yields must not meet another one)."""
         if self.directory is None:
             return None
         if self._failing and now < self._retry_at:
@@ -132,13 +134,16 @@ class AgentHistory:
             self._check_removed()
         pending = self._unwritten() + batch if self._backlog else batch
         first_seq = self._seq + len(batch) - len(pending) + 1
+        self._writing = True
         try:
-            fd = self._write_events(pending, first_seq)
+            fd = self._write_events(pending, first_seq, in_thread)
         except OSError as exc:
             self._failing = self._backlog = True
             self._retry_at = now + RETRY_S
             self._report(exc, "history")
             return None
+        finally:
+            self._writing = False
         self._backlog = False
         if self._failing:
             self._failing = False
@@ -193,10 +198,10 @@ class AgentHistory:
         """Events waiting in memory to be written (0 unless a write failed)."""
         return len(self._unwritten()) if self._backlog else 0
 
-    def _write_events(self, pending: list[Event], first_seq: int) -> int | None:
+    def _write_events(self, pending: list[Event], first_seq: int, in_thread: bool) -> int | None:
         fd = None
         while pending:
-            segment = self._writable_segment(first_seq, pending[0].id)
+            segment = self._writable_segment(first_seq, pending[0].id, in_thread)
             fd = self._fd
             assert fd is not None
             room = self.segment_events - segment.count
@@ -225,7 +230,7 @@ class AgentHistory:
             self._close_fd()
             self._reopen = False
 
-    def _writable_segment(self, first_seq: int, first_id: int) -> Segment:
+    def _writable_segment(self, first_seq: int, first_id: int, in_thread: bool) -> Segment:
         """The segment the event numbered ``first_seq`` goes into: the open one if it has room
         and nothing was lost since its last line, else a new one (recorded in the manifest
         first). Raises ``OSError``."""
@@ -245,7 +250,7 @@ class AgentHistory:
             holes.append((self._lost[0], self._lost[1], self._lost[2]))
         deleted = self._retention(segments, holes)
         self.directory.mkdir(parents=True, exist_ok=True)
-        manifest.save(self.directory, self._entries(segments), self._bounded(holes), self.durable, self.in_thread)
+        manifest.save(self.directory, self._entries(segments), self._bounded(holes), self.durable, in_thread)
         fd = files.open_append(new.path)
         # Recorded: from here on the state is the new one.
         self._fd = fd
@@ -326,7 +331,11 @@ class AgentHistory:
             log.warning("history %s: cannot write %s: %s", self.name, path, files.describe(exc))
 
     def _retry(self) -> None:
-        """Write what waits in memory without waiting for a new event (the agent may be done)."""
+        """Write what waits in memory without waiting for a new event (the agent may be done).
+        Runs in the health's retry greenlet: it never yields (fsyncs inline), so it cannot meet
+        the event log's commit halfway (and leaves alone a history that commit is writing)."""
+        if self._writing:
+            return
         self._retry_at = 0.0
         fd = self.write([], time.monotonic())
         if fd is not None and self.durable:

@@ -52,7 +52,6 @@ class IdReservation:
         self.durable = durable
         self.health = health
         self.owner = owner
-        self.in_thread = False  # set by the event log while it commits from a greenlet that may wait
         self._wanted = 0
         previous = self._read(floor) if path is not None else floor
         self.reserved = max(previous, floor)
@@ -76,9 +75,11 @@ class IdReservation:
                         self.path, exc)
             return floor + BLOCK
 
-    def cover(self, last_id: int) -> bool:
+    def cover(self, last_id: int, in_thread: bool = False) -> bool:
         """Make sure ids up to ``last_id`` are reserved on disk (a write every :data:`BLOCK`
-        ids). Returns False when the mark could not be written (reported to ``health``)."""
+        ids). ``in_thread``: fsync in the thread pool, the calling greenlet waiting (only the
+        event log's one committing greenlet does: nothing else writes the mark meanwhile).
+        Returns False when the mark could not be written (reported to ``health``)."""
         if last_id <= self.reserved:
             return True
         self._wanted = last_id
@@ -87,11 +88,11 @@ class IdReservation:
             self.reserved = target
             return True
         try:
-            self._write(target)
+            self._write(target, in_thread)
         except OSError as exc:
             if exc.errno in files.FULL and self._spend_spare():
                 try:
-                    self._write(target)
+                    self._write(target, in_thread)
                 except OSError as again:
                     exc = again
                 else:
@@ -109,10 +110,10 @@ class IdReservation:
         if self.health is not None:
             self.health.recovered(self.owner, "ids")
 
-    def _write(self, value: int) -> None:
+    def _write(self, value: int, in_thread: bool) -> None:
         assert self.path is not None
         data = json.dumps({"reserved": value}).encode() + b"\n"
-        files.replace(self.path, data, durable=self.durable, in_thread=self.in_thread)
+        files.replace(self.path, data, durable=self.durable, in_thread=in_thread)
 
     def _spare(self) -> Path:
         assert self.path is not None
