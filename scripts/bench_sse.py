@@ -35,6 +35,7 @@ from its output log, and its screen from ``GET /screen``.
     scripts/bench_sse.py --sseload /path/to/sseload
     scripts/bench_sse.py replay-250k --repeat 3
     scripts/bench_sse.py fanout-1000 --durability fsync   # what fsync per batch costs
+    scripts/bench_sse.py fanout-1000 --repeat 5 --base ../base  # against another checkout
 
 Loopback only; every run is bounded in time and stops by itself.
 """
@@ -148,7 +149,7 @@ SERVER_ENV: dict[str, str] = {}
 class ServerProcess:
     """A server that prints ``serving on <url>`` once it listens: ours, or the reference."""
 
-    def __init__(self, argv: list[str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], log_path: Path, cwd: Path = ROOT) -> None:
         env = {
             **os.environ,
             "AGENT_SUPERVISOR_MAX_CLIENTS": "20000",
@@ -157,7 +158,7 @@ class ServerProcess:
             **SERVER_ENV,
         }
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=self.log)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         if "serving on" not in line:
@@ -174,12 +175,21 @@ class ServerProcess:
         self.log.close()
 
 
-def _start_ours(scenario: Scenario, tmp: Path, tui: bool = True) -> tuple[ServerProcess, str, dict[str, str]]:
+#: Another checkout of this project (``--base``): its server runs as target ``base``, alternating
+#: with ours, to measure a change against the commit before it in the same minutes.
+BASE_CHECKOUT: list[Path] = []
+
+
+def _start_ours(scenario: Scenario, tmp: Path, checkout: Path = ROOT,
+                tui: bool = True) -> tuple[ServerProcess, str, dict[str, str]]:
     """agent-supervisor with the tick agent under a PTY (and the TUI agent, if the scenario has
-    one and ``tui``); the tick agent's stream URL and request headers."""
+    one and ``tui``); the tick agent's stream URL and request headers. ``checkout`` is where
+    ``python -m supervisor`` imports the server from (the agents are always this checkout's, so
+    both targets relay the same agents)."""
     server = ServerProcess(
         [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(tmp / "data")],
         tmp / "server.log",
+        cwd=checkout,
     )
     try:
         # The default configuration, token included: the one written to server.json.
@@ -231,6 +241,7 @@ STARTERS: dict[str, Starter] = {
     "ours-no-tui": lambda scenario, tmp: _start_ours(scenario, tmp, tui=False),
     "reference": _start_reference,
     "reference-pty": lambda scenario, tmp: _start_reference(scenario, tmp, pty=True),
+    "base": lambda scenario, tmp: _start_ours(scenario, tmp, BASE_CHECKOUT[0]),
 }
 
 
@@ -276,7 +287,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             elapsed = max(1, ticks_end[1] - ticks_start[1])
             steal = (ticks_end[0] - ticks_start[0]) / elapsed
             busy = 1 - (ticks_end[2] - ticks_start[2]) / elapsed - steal
-            dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target == "ours" else None
+            dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target in ("ours", "base") else None
             summary, _ = load.communicate(timeout=duration + 120)
             result = json.loads(result_file.read_text())
         finally:
@@ -486,10 +497,17 @@ def main() -> int:
     parser.add_argument("--sseload", default=os.environ.get("SSELOAD", str(DEFAULT_SSELOAD)))
     parser.add_argument("--json", help="write all results to this file")
     parser.add_argument("--durability", choices=["os", "fsync"], help="our server's durability setting")
+    parser.add_argument("--base", type=Path,
+                        help="another checkout of this project (the commit before a change): its server "
+                             "runs alternately with ours, before each of ours, as target 'base'")
     parser.add_argument("--replay-events", type=int, help="events replay-250k replays (default 250,000)")
     args = parser.parse_args()
     if args.durability:
         SERVER_ENV["AGENT_SUPERVISOR_DURABILITY"] = args.durability
+    if args.base:
+        if not (args.base / "supervisor" / "__main__.py").exists():
+            raise SystemExit(f"not a checkout of this project: {args.base}")
+        BASE_CHECKOUT.append(args.base.resolve())
     if not shutil.which(args.sseload) and not Path(args.sseload).exists():
         raise SystemExit(f"load client not found: {args.sseload} (pass --sseload or set SSELOAD)")
     names = args.scenarios or list(SCENARIOS)
@@ -507,6 +525,8 @@ def main() -> int:
                 print(_replay_summary(result), flush=True)
             continue
         targets = ["ours", "ours-no-tui"] if scenario.tui_rate else ["ours"]
+        if args.base:
+            targets.insert(0, "base")
         if args.reference and scenario.rate and not scenario.slow:
             if args.reference in ("timer", "both"):
                 targets.append("reference")
@@ -528,8 +548,22 @@ def main() -> int:
         if scenario.tui_rate:
             print(_tui_ratio([r for r in results if r["scenario"] == name]), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+        record = {"machine": machine, "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "commit": _commit(ROOT), "base_commit": _commit(args.base) if args.base else None, "results": results}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
+
+
+def _commit(checkout: Path) -> str | None:
+    """The checkout's commit, ``+`` when it has uncommitted changes (what a record was run on)."""
+    try:
+        head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def _medians(runs: list[dict[str, Any]]) -> str:
