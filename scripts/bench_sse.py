@@ -134,6 +134,15 @@ def _cpu_ticks() -> tuple[int, int, int]:
     return fields[7], sum(fields[:8]), fields[3] + fields[4]
 
 
+def _others_cpu_pct(ticks_start: tuple[int, int, int], ticks_end: tuple[int, int, int], seconds: float,
+                    *own_cpu_seconds: float) -> float:
+    """CPU of everything on the machine but the server and the load client, in percent of one
+    core: other work inside the VM (the host's neighbours are ``host_steal_pct``)."""
+    steal, total, idle = (end - start for start, end in zip(ticks_start, ticks_end))
+    busy = (total - idle - steal) / CLK_TCK
+    return round(max(0.0, busy - sum(own_cpu_seconds)) / max(0.001, seconds) * 100, 1)
+
+
 def _rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -272,22 +281,30 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             tui_log = Path(tmp) / "data" / "agents" / "tui" / "output.log"
             tui_bytes = tui_log.stat().st_size if tui_log.exists() else 0
             cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
+            load_start = load_now = _cpu_seconds(load.pid)
             rss_peak = 0
             while load.poll() is None and time.monotonic() - t_start < duration:
                 rss_peak = max(rss_peak, _rss_kb(pid))
+                try:
+                    load_now = _cpu_seconds(load.pid)
+                except OSError:  # it has just ended
+                    break
                 time.sleep(0.25)
             window = max(0.001, time.monotonic() - t_start)
-            cpu = (_cpu_seconds(pid) - cpu_start) / window
+            server_seconds = _cpu_seconds(pid) - cpu_start
+            cpu = server_seconds / window
             tui_rate = ((tui_log.stat().st_size - tui_bytes) / window) if tui_log.exists() else 0.0
             tui_screen = None
             if tui_log.exists():
                 screen = _get(server.url + "/api/agents/tui/screen", headers)
                 tui_screen = f"{screen['cols']}x{screen['rows']} alternate={screen['alternate']} seq={screen['seq']}"
             ticks_end = _cpu_ticks()
+            others = _others_cpu_pct(ticks_start, ticks_end, window, server_seconds, load_now - load_start)
             elapsed = max(1, ticks_end[1] - ticks_start[1])
             steal = (ticks_end[0] - ticks_start[0]) / elapsed
             busy = 1 - (ticks_end[2] - ticks_start[2]) / elapsed - steal
-            dropped = _get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"] if target in ("ours", "base") else None
+            dropped = (_get(server.url + "/api/sse/stats", headers)["clients_dropped_slow"]
+                       if target in ("ours", "base") else None)
             summary, _ = load.communicate(timeout=duration + 120)
             result = json.loads(result_file.read_text())
         finally:
@@ -319,6 +336,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
         # Every process of the VM, the server, agents and load client included (100 = all cores):
         # other work on the machine shows as what is left above the server and sseload.
         "machine_busy_pct": round(busy * 100, 1),
+        "others_cpu_pct": others,
         "slow_clients_dropped": dropped,
         "tui_bytes_per_s": round(tui_rate),
         "tui_screen": tui_screen,
@@ -599,7 +617,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"p50={result['p50_ms']}ms p99={result['p99_ms']}ms cpu={result['server_cpu_pct']}% "
         f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
         f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB) "
-        f"steal={result['host_steal_pct']}% machine_busy={result['machine_busy_pct']}%"
+        f"steal={result['host_steal_pct']}% machine_busy={result['machine_busy_pct']}% others={result.get('others_cpu_pct')}%"
         + (f" tui={result['tui_bytes_per_s'] / 1e6:.2f}MB/s ({result['tui_screen']})" if result.get("tui_screen") else "")
     )
 
