@@ -127,3 +127,18 @@ def test_bench_tui_scenario_runs_with_and_without_the_tui_agent(tmp_path: Path) 
     # as missing: ids are the server's, and the TUI agent's screen events take some.)
     assert without["missing"] == 0
     assert "tui-1mb: p99 with the TUI agent / without = " in run.stdout, run.stdout
+
+
+@pytest.mark.timeout(60)
+def test_commit_bench_measures_both_checkouts() -> None:
+    """``bench_commit.py`` measures the CPU per event of another checkout (here this one) and
+    of this one, each importing its own ``supervisor``."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_commit.py"), "--events", "300", "--rounds", "2",
+         "--batch", "3", "--base", str(ROOT)],
+        capture_output=True, text=True, timeout=50,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["base", "ours"], run.stdout
+    assert all(f"({ROOT}): median " in line and " us of CPU per event" in line for line in lines), run.stdout
