@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 from typing import Any
 
 import gevent
@@ -376,3 +377,56 @@ def test_a_hundred_agents_starting_together_drop_no_fast_reader(config: Any) -> 
         peer.close()
         mgr.close()
         registry.shutdown(grace=1.0)
+
+
+@pytest.mark.parametrize("flood", [False, True], ids=["quiet-agent", "flooding-agent"])
+def test_a_replay_is_paced_only_while_it_gains_on_the_live_edge(monkeypatch: pytest.MonkeyPatch, flood: bool) -> None:
+    """A replay of a history that grows slowly rests by the pacer after each batch; one that
+    the agent outruns (it printed more than half a batch meanwhile) is not paced while it is
+    outrun, or it would never catch up, and still gets every event once, in order, and goes
+    live."""
+    import api.sse.manager as manager_module
+
+    log = EventLog(None)
+    mgr = SSEManager(log, is_done=lambda name: False, keepalive_s=3600)
+    mgr.start()
+    rests: list[int] = []
+    produced = [0]
+
+    def produce() -> None:  # the agent, while the replay yields: a flood prints 400 lines each time
+        if flood and produced[0] < 8:
+            produced[0] += 1
+            for i in range(400):
+                log.append("a", "log", {"line": f"more {produced[0]} {i}"})
+            log.flush()
+
+    def rest(worked_s: float) -> None:
+        rests.append(produced[0])  # how far the flood was when the replay rested
+        produce()
+
+    def pause(max_wait: float = 0.0) -> None:
+        produce()
+
+    monkeypatch.setattr(mgr, "_pacer", SimpleNamespace(rest=rest))
+    monkeypatch.setattr(manager_module, "pause", pause)
+    try:
+        for i in range(3 * manager_module.REPLAY_BATCH):
+            log.append("a", "log", {"line": f"early {i}"})
+        log.flush()
+        ours, peer = tcp_pair()
+        mgr.serve(ours, agent="a", last_id=0, remote_addr="test")
+        total = 3 * manager_module.REPLAY_BATCH + (8 * 400 if flood else 0)
+        data = drain(peer, lambda d: d.count(b"\nid: ") + d.startswith(b"id: ") >= total, timeout=20)
+        ids = [int(e.id) for e in parse_frames(data) if e.event == "log" and e.id]
+        assert ids == sorted(set(ids)) and len(ids) == total
+        assert mgr.client_count == 1
+        if flood:
+            # Paced once before the agent took off, then only paused while it printed; paced
+            # again for the rest of the history once it stopped.
+            assert produced[0] == 8 and rests[:1] == [0] and 1 <= rests.count(8) == len(rests) - 1, rests
+        else:
+            assert len(rests) == 3, "one rest after each full batch"
+        peer.close()
+    finally:
+        mgr.close()
+        log.close()

@@ -41,7 +41,7 @@ from supervisor import events
 from supervisor.bus import Subscription
 from supervisor.eventlog import EventLogBackend
 from supervisor.events import Event, rfc3339
-from supervisor.replay import Pacer
+from supervisor.replay import Pacer, pause
 
 from . import frames, handover
 from .backlog import Backlog, BacklogFull, unsent_events
@@ -192,6 +192,7 @@ class SSEManager:
         frame_of = frames.plain_frame if client.plain else frames.event_frame
         chunks = []
         started = time.monotonic()
+        edge = self.eventlog.last_id(agent)
         cursor = self.eventlog.replay(after, agent)
         batch = cursor.take(REPLAY_BATCH)
         if cursor.reset:
@@ -219,8 +220,16 @@ class SSEManager:
             after = batch[-1].id
             # The hub is everyone's: live streams go first, between two batches, and all replays
             # together get half of it (a send that waited on a slow reader counts as work: that
-            # reader gets no faster anyway).
-            self._pacer.rest(time.monotonic() - started)
+            # reader gets no faster anyway), as long as a replay gains on the live edge by at
+            # least half of what it sends. One that does not (a flood: 10 clients catching up
+            # on an agent printing 40,000 lines/s) would never catch up if paced: it only
+            # pauses, and its reads hold the producer back until it is live.
+            newest = self.eventlog.last_id(agent)
+            if (newest - edge) * 2 <= len(batch):
+                self._pacer.rest(time.monotonic() - started)
+            else:
+                pause()
+            edge = newest
             started = time.monotonic()
             batch = cursor.take(REPLAY_BATCH)
 
