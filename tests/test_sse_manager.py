@@ -29,6 +29,7 @@ from supervisor.health import StorageHealth
 from supervisor.replay import Cursor
 
 from support.sse import parse_frames
+from support.waiting import gwait
 
 
 def frames_of(data: bytes) -> list[dict[str, Any]]:
@@ -415,15 +416,15 @@ def test_a_replay_is_paced_only_while_it_gains_on_the_live_edge(monkeypatch: pyt
         log.flush()
         ours, peer = tcp_pair()
         mgr.serve(ours, agent="a", last_id=0, remote_addr="test")
-        total = 3 * manager_module.REPLAY_BATCH + (8 * 400 if flood else 0)
+        gwait(lambda: [c.state for c in mgr._clients.values()] == [LIVE], 10, "the client to go live")
+        total = 3 * manager_module.REPLAY_BATCH + 400 * produced[0]
         data = drain(peer, lambda d: d.count(b"\nid: ") + d.startswith(b"id: ") >= total, timeout=20)
         ids = [int(e.id) for e in parse_frames(data) if e.event == "log" and e.id]
         assert ids == sorted(set(ids)) and len(ids) == total
-        assert mgr.client_count == 1
         if flood:
-            # Paced once before the agent took off, then only paused while it printed; paced
-            # again for the rest of the history once it stopped.
-            assert produced[0] == 8 and rests[:1] == [0] and 1 <= rests.count(8) == len(rests) - 1, rests
+            # Paced once, before the agent took off; then outrun, it only yielded (and so held
+            # the agent back: here, it caught up within one hold).
+            assert produced[0] >= 2 and rests == [0], (produced, rests)
         else:
             assert len(rests) == 3, "one rest after each full batch"
         peer.close()

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Events read from history per batch while replaying.
 REPLAY_BATCH = 250
+#: How long a replay that the agent outruns works between two yields (seconds): issue 12's
+#: "no replay holds the hub for more than about 10 ms at a time".
+OUTRUN_HOLD_S = 0.008
 
 _SLOW_FRAME = frames.named("error", {"reason": "slow_consumer"})
 _READ, _WRITE = 1, 2
@@ -192,7 +195,9 @@ class SSEManager:
         frame_of = frames.plain_frame if client.plain else frames.event_frame
         chunks = []
         started = time.monotonic()
-        edge = self.eventlog.last_id(agent)
+        # Pacing (below): the live edge at the last yield, the events sent since, and whether
+        # the agent outran the replay over the last yield.
+        edge, since, outrun = self.eventlog.last_id(agent), 0, False
         cursor = self.eventlog.replay(after, agent)
         batch = cursor.take(REPLAY_BATCH)
         if cursor.reset:
@@ -218,19 +223,22 @@ class SSEManager:
             if not batch:
                 return None if agent is not None and self.is_done(agent) else after
             after = batch[-1].id
+            since += len(batch)
             # The hub is everyone's: live streams go first, between two batches, and all replays
             # together get half of it (a send that waited on a slow reader counts as work: that
-            # reader gets no faster anyway), as long as a replay gains on the live edge by at
-            # least half of what it sends. One that does not (a flood: 10 clients catching up
-            # on an agent printing 40,000 lines/s) would never catch up if paced: it only
-            # pauses, and its reads hold the producer back until it is live.
-            newest = self.eventlog.last_id(agent)
-            if (newest - edge) * 2 <= len(batch):
-                self._pacer.rest(time.monotonic() - started)
-            else:
-                pause()
-            edge = newest
-            started = time.monotonic()
+            # reader gets no faster anyway), as long as a replay gains on the live edge: the
+            # agent printed less than half of what the replay sent between two of its yields.
+            # One the agent outruns (a flood: 10 clients catching up on an agent printing
+            # 40,000 lines/s) would never catch up if paced or paused after every batch: it
+            # yields only every OUTRUN_HOLD_S, so that it holds the agent back until it is live.
+            if not (outrun and time.monotonic() - started < OUTRUN_HOLD_S):
+                newest = self.eventlog.last_id(agent)
+                outrun = (newest - edge) * 2 > since
+                if outrun:
+                    pause()
+                else:
+                    self._pacer.rest(time.monotonic() - started)
+                edge, since, started = newest, 0, time.monotonic()
             batch = cursor.take(REPLAY_BATCH)
 
     def _go_live(self, client: Connection, sock: socket.socket, last_id: int) -> None:
