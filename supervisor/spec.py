@@ -6,6 +6,7 @@ on, which the API returns as a 400.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -139,6 +140,10 @@ def build_spec(body: Any, config: Config) -> tuple[AgentSpec, ExtractorSet]:
     """
     if not isinstance(body, Mapping):
         raise InvalidRequest("the agent definition must be a JSON object")
+    try:  # every event about the agent is kept as UTF-8: what cannot be is refused here, not at a write
+        json.dumps(body, ensure_ascii=False, default=str).encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"the agent definition is not valid Unicode ({exc.reason}: a lone surrogate)") from None
     unknown = set(body) - AGENT_FIELDS
     if unknown:
         raise InvalidRequest(

@@ -90,8 +90,15 @@ def wait_complete(server: Server, name: str, timeout: float = 30.0) -> None:
 
 
 def history_lines(server: Server, name: str) -> list[tuple[int, str]]:
-    """(line_num, plain text) of every complete log line the server kept for ``name``."""
-    events = server.get(f"/api/agents/{name}/events?limit=10000")["events"]
+    """(line_num, plain text) of every complete log line the server kept for ``name`` (read a
+    page of 10,000 at a time: a flood may keep more than one)."""
+    events: list[dict[str, Any]] = []
+    while True:
+        after = events[-1]["id"] if events else 0
+        page = server.get(f"/api/agents/{name}/events?after={after}&limit=10000")["events"]
+        events.extend(page)
+        if len(page) < 10000:
+            break
     return [
         (e["data"]["line_num"], e["data"].get("plain", e["data"]["line"]))
         for e in events

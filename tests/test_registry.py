@@ -17,7 +17,7 @@ from supervisor.config import Config, load_config
 from supervisor.containment.procfs import Identity
 from supervisor.containment.record import RunRecord
 from supervisor.containment.usage import Figures
-from supervisor.exceptions import AgentNotFound, AgentRunning, DataDirError, InvalidName, TooManyAgents
+from supervisor.exceptions import AgentNotFound, AgentRunning, DataDirError, InvalidName, InvalidRequest, TooManyAgents
 from supervisor.registry import Registry
 from supervisor.spec import AgentSpec
 from supervisor.store import AgentRecord, AgentStore, Processes
@@ -193,12 +193,12 @@ def test_records_round_trip_and_older_ones_load() -> None:
 
 
 def test_an_agent_whose_agent_added_cannot_be_kept_is_not_registered(registry: Registry) -> None:
-    """An argument that no history can store (a lone surrogate: not UTF-8) makes the create
-    fail before the agent exists: no ghost with state null that restart would leave
+    """An argument that no history can store (a lone surrogate: not UTF-8) is refused before
+    the agent exists (the history is written after create returns, by the commit): no ghost with state null that restart would leave
     'starting' forever and DELETE refuse; the name can be used at once for a real agent."""
     import sys
 
-    with pytest.raises(UnicodeEncodeError):
+    with pytest.raises(InvalidRequest, match="lone surrogate"):
         registry.create({"name": "ghost", "command": [sys.executable, "-c", "print('\ud800')"]})
     assert "ghost" not in registry and [a.name for a in registry.list()] == []
     with pytest.raises(AgentNotFound):
