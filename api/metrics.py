@@ -9,8 +9,9 @@ lines per family, where the client library would add a dependency and a second s
 to keep in step with ours. The tests read the output with ``prometheus_client``'s own parser.
 
 Each family comes from one function of :data:`COLLECTORS` (a ``(name, type, help, samples)``
-per family), so a new figure is one more function: the storage failures of the durability work
-(``supervisor.health``) belong beside :func:`_storage`.
+per family), so a new figure is one more function. The storage families read the server's
+:class:`~supervisor.health.StorageHealth`, the same figures ``/healthz`` and ``/api/sse/stats``
+show: there is no second counter of storage failures.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from flask import Blueprint, Response, request
 
 from supervisor import __version__
-from supervisor.faults import KINDS
 from supervisor.states import RUNNING_STATES, AgentState
 
 from .auth import token_ok
@@ -153,10 +153,23 @@ def _streams(ext: Supervisor) -> Iterator[Family]:
 
 
 def _storage(ext: Supervisor) -> Iterator[Family]:
-    counts = ext.registry.store.faults.counts
+    health = ext.registry.storage
     yield ("storage_errors_total", "counter",
-           "Writes to the data directory that failed (history, output.log, agent.json); the agents go on.",
-           [("", {"kind": kind}, counts[kind]) for kind in KINDS])
+           "Writes to the data directory that failed, by what they were writing (a failed retry counts"
+           " again); the agents go on.",
+           [("", {"kind": kind}, count) for kind, count in health.errors.items()])
+    yield ("storage_failure_episodes_total", "counter",
+           "Episodes of storage failure (one per owner until everything it failed to write is written again).",
+           [("", {}, health.episodes_total)])
+    yield ("storage_degraded", "gauge", "1 while something in the data directory cannot be written (/healthz"
+           " says degraded), else 0.", [("", {}, 1 if health.degraded else 0)])
+    yield ("storage_events_unwritten", "gauge", "Events kept in memory that wait to be written to history.",
+           [("", {}, ext.registry.eventlog.storage_status()["events_unwritten"])])
+    yield ("storage_events_lost_total", "counter",
+           "Events that fell out of memory before they could be written to history (resumers get a reset).",
+           [("", {}, health.events_lost)])
+    yield ("storage_output_bytes_lost_total", "counter", "Bytes of output.log that could not be written.",
+           [("", {}, health.output_bytes_lost)])
 
 
 def _sampler(ext: Supervisor) -> Iterator[Family]:

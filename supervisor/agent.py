@@ -36,13 +36,14 @@ from .eventlog import EventLogBackend
 from .exceptions import AgentNotRunning, InvalidCommand, SpawnError, SupervisorError
 from .extractors import ExtractorSet, compile_extractors
 from .inputwait import InputWait
+from .outputlog import OutputLog
 from .pipeline import Output, OutputPipeline
 from .process import AgentProcess, ExitStatus, default_env
 from .screen.emulator import ScreenLine
 from .screen.live import LiveScreen
 from .spec import AgentSpec
 from .states import ACTIVE_STATES, RUNNING_STATES, TRANSITIONS, AgentState
-from .store import AgentRecord, AgentStore, OutputLog
+from .store import AgentRecord, AgentStore
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,8 @@ class Agent:
         process.scope.persist = self.save  # the run's members changed: what a recovery would look for
         self.pid = process.pid
         header = f"\n--- run {self.run} pid {self.pid} at {events.rfc3339(time.time())} ---\n"
-        self._output = self.store.open_output(self.name, header.encode())
+        self._output = self.store.open_output(self.name, header.encode(), config.output_log_max_bytes,
+                                              config.output_log_backups)
         self._change_state(AgentState.RUNNING, reason)
 
     def _on_output(self, data: bytes) -> None:

@@ -15,7 +15,10 @@ needs to see, and where:
   the details (:meth:`StorageHealth.status`);
 - **the cost**: events waiting in memory to be written (``events_unwritten``), events that
   fell out of memory before they could be (``events_lost``, which resumers are told about with
-  ``reset``), and bytes of ``output.log`` that were dropped.
+  ``reset``), and bytes of ``output.log`` that were dropped;
+- **for monitoring**, ``/metrics`` reads the same counters, with every failed write counted by
+  what it was writing (:attr:`StorageHealth.errors`, by :data:`KINDS`): this is the one source
+  of the server's storage figures.
 
 Writers retry by themselves when they write next (an agent's next line); a writer that may
 have nothing more to write (an agent that is done, a record, the id mark) gives a ``retry``
@@ -47,6 +50,9 @@ STORAGE_FAILED = "storage_failed"
 REARM_S = 10.0
 #: Seconds between two calls of the retries of failing writes.
 RETRY_S = 0.5
+#: What a failed write was for: an agent's history, its segments' manifest, its ``output.log``,
+#: its record (``agent.json``), the id counter's reserved mark.
+KINDS = ("history", "manifest", "output", "record", "ids")
 
 
 @dataclass
@@ -81,6 +87,9 @@ class StorageHealth:
         self._retries: dict[tuple[str, str], Callable[[], object]] = {}
         self._retrier: Any = None
         self.episodes_total = 0
+        #: Failed writes since the server started, by kind (:data:`KINDS`); a retry that
+        #: fails again counts again.
+        self.errors = dict.fromkeys(KINDS, 0)
         self.events_lost = 0
         self.output_bytes_lost = 0
 
@@ -97,6 +106,7 @@ class StorageHealth:
         failed. Logs and notifies at the start of an episode only. ``retry`` (which reports
         again, one way or the other) is called every :data:`RETRY_S` until it works."""
         path = str(path)
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         if retry is not None:
             self._retries[(owner, kind)] = retry
             self._start_retrier()
@@ -172,6 +182,7 @@ class StorageHealth:
             "status": "degraded" if self._episodes else "ok",
             "failing": [e.describe() for e in self._episodes.values()],
             "episodes_total": self.episodes_total,
+            "errors": dict(self.errors),
             "events_unwritten": events_unwritten,
             "events_lost": self.events_lost,
             "output_bytes_lost": self.output_bytes_lost,

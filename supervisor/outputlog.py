@@ -1,4 +1,5 @@
-"""An agent's ``output.log``: the raw bytes of every run, rotated by size like supervisord's logs.
+"""An agent's ``output.log``: the raw bytes of every run, rotated by size like supervisord's logs,
+and never a reason for an agent to stop.
 
 ``output.log`` holds what the agent's runs wrote to their terminal, byte for byte, each run
 after a header line (``--- run 3 pid 4242 at 2026-11-21T12:00:00.123Z ---``). Before a write
@@ -9,19 +10,32 @@ becomes ``output.log.1``, ``.1`` becomes ``.2`` and so on, and the oldest past
 terminal (at most 64 KiB) is never split across files. ``max_bytes = 0`` never rotates;
 ``backups = 0`` starts ``output.log`` again empty when it is full.
 
-:class:`RotatingOutput` is the writer a run holds; :func:`kept_files` lists what is kept,
-oldest first, for the download (``GET /api/agents/<name>/output.log``).
+:class:`OutputLog` is the one writer a run holds. Each chunk is one ``os.write`` to the page
+cache as it is read (no buffer whose flush fails later). A write, an open or a rotation that
+fails (a full disk, an I/O error, a read-only remount, the file removed underneath) is reported
+to the :class:`~supervisor.health.StorageHealth` (one episode, not one per chunk), the bytes it
+could not keep are counted there (``output_bytes_lost``, which ``/healthz``, ``/api/sse/stats``
+and ``/metrics`` show), and it is tried again a little later, by the next chunk or by the
+health's retries if the agent prints nothing more. It never raises: the agent and its live
+streams go on.
+
+:func:`kept_files` lists what is kept, oldest first, for the download
+(``GET /api/agents/<name>/output.log``).
 """
 from __future__ import annotations
 
-import logging
+import errno
 import os
-from io import BufferedWriter
+import time
 from pathlib import Path
 
-from .faults import StorageFaults
+from . import files
+from .health import StorageHealth
 
-log = logging.getLogger(__name__)
+#: A failing ``output.log`` is tried again at most this often, and checked this often for
+#: having been removed underneath (seconds).
+OUTPUT_RETRY_S = 0.5
+OUTPUT_CHECK_S = 1.0
 
 
 def backup_path(path: Path, number: int) -> Path:
@@ -29,7 +43,7 @@ def backup_path(path: Path, number: int) -> Path:
     return path.with_name(f"{path.name}.{number}")
 
 
-def kept_files(path: Path, backups: int) -> list[Path]:
+def kept_files(path: Path) -> list[Path]:
     """The files kept of one agent's output, oldest first: its backups, then ``output.log``.
     Backups past ``backups`` that an earlier setting left are listed too, while they exist."""
     numbers = []
@@ -37,16 +51,16 @@ def kept_files(path: Path, backups: int) -> list[Path]:
         suffix = candidate.name[len(path.name) + 1:]
         if suffix.isascii() and suffix.isdigit() and candidate.is_file():
             numbers.append(int(suffix))
-    files = [backup_path(path, number) for number in sorted(numbers, reverse=True)]
+    kept = [backup_path(path, number) for number in sorted(numbers, reverse=True)]
     if path.is_file():
-        files.append(path)
-    return files
+        kept.append(path)
+    return kept
 
 
 def rotate(path: Path, backups: int) -> None:
     """Shift ``output.log`` to ``.1``, ``.1`` to ``.2``, ...; delete what goes past ``backups``
     (all of it with 0). Raises ``OSError``."""
-    for old in kept_files(path, backups):
+    for old in kept_files(path):
         if old == path:
             continue
         number = int(old.name.rsplit(".", 1)[1])
@@ -62,76 +76,118 @@ def rotate(path: Path, backups: int) -> None:
         path.unlink(missing_ok=True)
 
 
-class RotatingOutput:
-    """One run's writer of ``output.log``: appends, and rotates before the file would grow past
-    ``max_bytes``. Buffered (the agent flushes it after each burst of output); a write that
-    fails is given up and counted in ``faults``, never raised: the agent's lines go on."""
+class OutputLog:
+    """One run's ``output.log`` of agent ``owner``: appended as the agent prints, rotated before
+    it would grow past ``max_bytes`` (see the module docstring).
 
-    __slots__ = ("_file", "_size", "backups", "faults", "max_bytes", "path")
+    :meth:`write` never raises and never blocks for long. While the file cannot be written (or
+    rotated), the bytes are dropped and counted; a removed file is noticed within
+    :data:`OUTPUT_CHECK_S` and made again (what was in it is gone with it).
+    """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, faults: StorageFaults) -> None:
+    __slots__ = ("_check_at", "_fd", "_failing", "_retry_at", "_size", "backups", "health", "max_bytes", "owner",
+                 "path")
+
+    def __init__(self, path: Path, owner: str, health: StorageHealth, max_bytes: int = 0, backups: int = 0) -> None:
         self.path = path
+        self.owner = owner
+        self.health = health
         self.max_bytes = max_bytes
         self.backups = backups
-        self.faults = faults
-        self._file: BufferedWriter | None = None
+        self._fd: int | None = None
         self._size = 0
-        self._open()
-
-    def _open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            output = open(self.path, "ab")  # noqa: SIM115 - held until close()
-        except OSError as exc:
-            self._fail("open", exc)
-            return
-        self._file = output
-        self._size = output.tell()
-
-    def _fail(self, what: str, exc: OSError) -> None:
-        self.faults.failed("output")
-        log.warning("%s: %s failed: %s", self.path, what, exc.strerror or exc)
+        self._failing = False
+        self._retry_at = 0.0
+        self._check_at = 0.0
 
     @property
     def size(self) -> int:
-        """Bytes in the current ``output.log`` (written or buffered)."""
+        """Bytes in the current ``output.log``, as far as this writer knows."""
         return self._size
 
     def write(self, data: bytes) -> None:
-        if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        output = self._file
-        if output is None:
+        now = time.monotonic()
+        fd = self._fd
+        if fd is not None and now >= self._check_at:
+            self._check_at = now + OUTPUT_CHECK_S
+            fd = self._check_removed(fd)
+        if fd is None and now < self._retry_at:
+            self.health.output_bytes_lost += len(data)
             return
         try:
-            output.write(data)
+            fd = self._ready(len(data))
         except OSError as exc:
-            self._fail("a write", exc)
+            self._fail(exc, len(data), now)
+            return
+        try:
+            files.append(fd, data)
+        except files.PartialWrite as exc:
+            self._size += exc.written
+            self._fail(exc, len(data) - exc.written, now)
             return
         self._size += len(data)
+        if self._failing:
+            self._failing = False
+            self.health.recovered(self.owner, "output")
 
-    def _rotate(self) -> None:
-        self.close()
-        try:
+    def _ready(self, incoming: int) -> int:
+        """The descriptor to append ``incoming`` bytes to: opened if it is not, and the file
+        rotated first if they would take it past ``max_bytes``. Raises ``OSError``."""
+        fd = self._fd
+        if fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = self._fd = files.open_append(self.path)
+            self._size = os.fstat(fd).st_size
+        if self.max_bytes and self._size and self._size + incoming > self.max_bytes:
+            self._close()
             rotate(self.path, self.backups)
-        except OSError as exc:
-            self._fail("rotation", exc)
-        self._open()
+            fd = self._fd = files.open_append(self.path)
+            self._size = os.fstat(fd).st_size
+        return fd
 
-    def flush(self) -> None:
-        output = self._file
-        if output is None:
+    def _check_removed(self, fd: int) -> int | None:
+        try:
+            removed = files.unlinked(fd)
+        except OSError:
+            return fd
+        if not removed:
+            return fd
+        self._close()
+        self._failing = True
+        self.health.failed(self.owner, "output", self.path,
+                           FileNotFoundError(errno.ENOENT, "removed while it was being written", str(self.path)),
+                           self._probe)
+        return None
+
+    def _fail(self, exc: OSError, lost: int, now: float) -> None:
+        self.health.output_bytes_lost += lost
+        self._retry_at = now + OUTPUT_RETRY_S
+        self._close()
+        self._failing = True
+        self.health.failed(self.owner, "output", self.path, exc, self._probe)
+
+    def _probe(self) -> None:
+        """Can the file be opened (and rotated, if it is full) again? The health's retry: the
+        agent may print nothing more."""
+        if not self._failing or self._fd is not None:
             return
         try:
-            output.flush()
+            files.append(self._ready(0), b"")
         except OSError as exc:
-            self._fail("a write", exc)
+            self._close()
+            self.health.failed(self.owner, "output", self.path, exc, self._probe)
+            return
+        self._failing = False
+        self.health.recovered(self.owner, "output")
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                files.close(fd)
+            except OSError:
+                pass
 
     def close(self) -> None:
-        output, self._file = self._file, None
-        if output is None:
-            return
-        try:
-            output.close()
-        except OSError as exc:
-            self._fail("a write", exc)
+        """The run ended: give the descriptor back."""
+        self._close()

@@ -3,21 +3,18 @@
 :class:`AgentRecord` is an agent's definition and last known state as plain values: what a
 supervisor that starts later needs to list the agent again (and, in its :class:`Processes`, to
 find a live run's processes after a crash), and what the API renders.
-:class:`AgentStore` writes records atomically and opens each run's :class:`OutputLog` (see
-:mod:`supervisor.datadir` for where). With ``data_dir`` None nothing is kept.
+:class:`AgentStore` writes records atomically and opens each run's
+:class:`~supervisor.outputlog.OutputLog` (see :mod:`supervisor.datadir` for where, and
+:mod:`supervisor.outputlog` for rotation and what a failing ``output.log`` does). With
+``data_dir`` None nothing is kept.
 
 Writes of records are small and rare (one per change of state); reading happens once, at
-start. ``output.log`` is appended to as the agent prints, and never stops the agent: a write
-that fails (a full disk, an I/O error, the file removed underneath) is reported to the
-:class:`~supervisor.health.StorageHealth` once per episode, the bytes it could not keep are
-counted, and it is tried again a little later. Not safe to share between threads.
+start. Not safe to share between threads.
 """
 from __future__ import annotations
 
-import errno
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +22,8 @@ from typing import Any
 from . import datadir, files
 from .containment.record import RunRecord
 from .containment.usage import Figures
-from .faults import StorageFaults
 from .health import StorageHealth
-from .outputlog import kept_files
+from .outputlog import OutputLog, kept_files
 from .spec import AgentSpec
 
 AGENT_FILE = "agent.json"
@@ -171,14 +167,12 @@ class AgentStore:
     """Records and output files of every agent under ``data_dir`` (None: keep nothing).
 
     ``health`` hears of output failures (record failures are the caller's to report: a save
-    that fails must be able to refuse a new agent); ``durable`` fsyncs records. ``faults``
-    counts the writes that failed (``/metrics`` shows them)."""
+    that fails must be able to refuse a new agent); ``durable`` fsyncs records."""
 
     def __init__(self, data_dir: Path | None, health: StorageHealth | None = None, durable: bool = False) -> None:
         self.data_dir = data_dir
         self.health = health if health is not None else StorageHealth()
         self.durable = durable
-        self.faults = StorageFaults()
 
     def _directory(self, name: str) -> Path | None:
         return None if self.data_dir is None else datadir.agent_dir(self.data_dir, name)
@@ -222,123 +216,24 @@ class AgentStore:
         data = json.dumps(record.to_dict(), indent=1).encode()
         files.replace(directory / AGENT_FILE, data, durable=self.durable)
 
-    def open_output(self, name: str, header: bytes) -> OutputLog | None:
-        """``output.log`` of ``name`` for appending, with ``header`` written first; None when
-        nothing is kept. Never raises (see :class:`OutputLog`); the run closes it."""
+    def open_output(self, name: str, header: bytes, max_bytes: int = 0, backups: int = 0) -> OutputLog | None:
+        """``output.log`` of ``name`` for appending, rotated past ``max_bytes`` with ``backups``
+        kept (see :mod:`supervisor.outputlog`), with ``header`` written first; None when nothing
+        is kept. Never raises (see :class:`~supervisor.outputlog.OutputLog`); the run closes it."""
         directory = self._directory(name)
         if directory is None:
             return None
-        output = OutputLog(directory / OUTPUT_FILE, name, self.health)
+        output = OutputLog(directory / OUTPUT_FILE, name, self.health, max_bytes, backups)
         output.write(header)
         return output
 
     def output_files(self, name: str) -> list[Path]:
         """The output kept of ``name``, oldest first (its rotated files, then ``output.log``)."""
         directory = self._directory(name)
-        return [] if directory is None else kept_files(directory / OUTPUT_FILE, 0)
+        return [] if directory is None else kept_files(directory / OUTPUT_FILE)
 
     def remove(self, name: str) -> None:
         """Delete everything kept of ``name``: its record, its output, its folder."""
         directory = self._directory(name)
         if directory is not None and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
-
-
-#: A failing ``output.log`` is tried again at most this often, and checked this often for
-#: having been removed underneath (seconds).
-OUTPUT_RETRY_S = 0.5
-OUTPUT_CHECK_S = 1.0
-
-
-class OutputLog:
-    """One run's ``output.log``: the agent's raw bytes, appended as they come.
-
-    :meth:`write` never raises and never blocks for long (one ``write`` to the page cache).
-    While the file cannot be written, the bytes are dropped and counted
-    (``output_bytes_lost``); a removed file is noticed within :data:`OUTPUT_CHECK_S` and made
-    again (what was in it is gone with it).
-    """
-
-    __slots__ = ("_check_at", "_fd", "_failing", "_retry_at", "health", "owner", "path")
-
-    def __init__(self, path: Path, owner: str, health: StorageHealth) -> None:
-        self.path = path
-        self.owner = owner
-        self.health = health
-        self._fd: int | None = None
-        self._failing = False
-        self._retry_at = 0.0
-        self._check_at = 0.0
-
-    def write(self, data: bytes) -> None:
-        now = time.monotonic()
-        fd = self._fd
-        if fd is not None and now >= self._check_at:
-            self._check_at = now + OUTPUT_CHECK_S
-            fd = self._check_removed(fd)
-        if fd is None:
-            if now < self._retry_at:
-                self.health.output_bytes_lost += len(data)
-                return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = self._fd = files.open_append(self.path)
-            except OSError as exc:
-                self._fail(exc, len(data), now)
-                return
-        try:
-            files.append(fd, data)
-        except files.PartialWrite as exc:
-            self._fail(exc, len(data) - exc.written, now)
-            return
-        if self._failing:
-            self._failing = False
-            self.health.recovered(self.owner, "output")
-
-    def _check_removed(self, fd: int) -> int | None:
-        try:
-            removed = files.unlinked(fd)
-        except OSError:
-            return fd
-        if not removed:
-            return fd
-        self._close()
-        self._failing = True
-        self.health.failed(self.owner, "output", self.path,
-                           FileNotFoundError(errno.ENOENT, "removed while it was being written", str(self.path)),
-                           self._probe)
-        return None
-
-    def _fail(self, exc: OSError, lost: int, now: float) -> None:
-        self.health.output_bytes_lost += lost
-        self._retry_at = now + OUTPUT_RETRY_S
-        self._close()
-        self._failing = True
-        self.health.failed(self.owner, "output", self.path, exc, self._probe)
-
-    def _probe(self) -> None:
-        """Can the file be written again (the agent may print nothing more)?"""
-        if not self._failing or self._fd is not None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = files.open_append(self.path)
-            files.append(fd, b"")
-        except OSError as exc:
-            self.health.failed(self.owner, "output", self.path, exc, self._probe)
-            return
-        files.close(fd)
-        self._failing = False
-        self.health.recovered(self.owner, "output")
-
-    def _close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                files.close(fd)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """The run ended: give the descriptor back."""
-        self._close()

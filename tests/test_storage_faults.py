@@ -16,7 +16,7 @@ import pytest
 
 from api import close_app, create_app
 from supervisor import history as history_module
-from supervisor import store as store_module
+from supervisor import outputlog as outputlog_module
 from supervisor.config import Config, load_config
 from supervisor.events import Event
 from supervisor.registry import Registry
@@ -195,7 +195,7 @@ def test_a_segment_and_output_removed_underneath(tmp_path: Path, monkeypatch: py
     """The open segment and output.log deleted while an agent prints: noticed, said once, made
     again; what memory still had is written again, what it had not is an exact reset."""
     monkeypatch.setattr(history_module, "REMOVED_CHECK_S", 0.02)
-    monkeypatch.setattr(store_module, "OUTPUT_CHECK_S", 0.02)
+    monkeypatch.setattr(outputlog_module, "OUTPUT_CHECK_S", 0.02)
     config = _config(tmp_path, history_size=memory)
     registry = Registry(config)
     heard = Heard(registry)
