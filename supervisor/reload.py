@@ -16,6 +16,14 @@ that is active (stop it, or rename the table); an API agent of that name that ha
 taken over by the file. Settings other than agents and profiles are read at start only: the
 result lists those that differ (``restart_needed``).
 
+A config agent is defined like an API one (:meth:`~supervisor.registry.Registry.define`): when
+its record cannot be written (a full disk, an I/O error) it is refused in the same way, nothing
+of it is half made, and the reload goes on with the other agents. The refusals are in the
+result (``failed``: name -> ``{"code", "message"}``, ``storage_full`` or ``storage_failed``),
+in the log, and make ``POST /api/reload`` answer 507 or 503; a server that starts on a full
+disk starts anyway, with the agents it could keep. Failures of what is already kept (its
+history, output.log, record) are the storage health's, as for every agent.
+
 :func:`apply` is also the start of a server (``boot``): then every config agent whose
 ``autostart`` is true starts, changed or not, as supervisord starts its programs.
 """
@@ -33,7 +41,7 @@ import gevent.lock
 from . import config_agents
 from .config import Config
 from .config_agents import ConfigAgent
-from .exceptions import ConfigError
+from .exceptions import ConfigError, StorageFailed, StorageFull
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -58,6 +66,9 @@ class ReloadResult:
     unchanged: list[str] = field(default_factory=list)
     #: Settings that differ in the file but are only read when the server starts.
     restart_needed: list[str] = field(default_factory=list)
+    #: Agents that could not be (re)defined because their record cannot be written:
+    #: name -> ``{"code": "storage_full" or "storage_failed", "message": ...}``.
+    failed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,16 +102,19 @@ def apply(registry: Registry, desired: dict[str, ConfigAgent], *, boot: bool = F
             continue
         registry.remove(name, from_config=True)
         result.removed.append(name)
-    for name in result.added:
+    for name in list(result.added):
         if name in agents:
             log.info("the config file takes over agent %s (it was created over the API)", name)
-        _define(registry, desired[name], "started from the config file" if boot else "added to the config file")
+        if not _define(registry, desired[name], "started from the config file" if boot else "added to the config file",
+                       result):
+            result.added.remove(name)
     for name in changed:
         if agents[name].active:
             log.warning("agent %s did not stop; its new definition waits for the next reload", name)
             continue
-        _define(registry, desired[name], "started from the config file" if boot else "changed in the config file")
-        result.changed.append(name)
+        if _define(registry, desired[name], "started from the config file" if boot else "changed in the config file",
+                   result):
+            result.changed.append(name)
     if boot:
         for name in result.unchanged:
             agent = agents[name]
@@ -110,9 +124,18 @@ def apply(registry: Registry, desired: dict[str, ConfigAgent], *, boot: bool = F
     return result
 
 
-def _define(registry: Registry, want: ConfigAgent, reason: str) -> None:
-    registry.define(want.spec, want.extractors, origin="config", autostart=want.autostart, start=want.autostart,
-                    reason=reason)
+def _define(registry: Registry, want: ConfigAgent, reason: str, result: ReloadResult) -> bool:
+    """Define (and start, if ``autostart``) one config agent; False, with the refusal in
+    ``result.failed`` and the log, when its record cannot be written."""
+    try:
+        registry.define(want.spec, want.extractors, origin="config", autostart=want.autostart,
+                        start=want.autostart, reason=reason)
+    except (StorageFull, StorageFailed) as exc:
+        log.error("agent %s of the config file was not %s: %s", want.spec.name,
+                  "started" if want.autostart else "defined", exc)
+        result.failed[want.spec.name] = {"code": exc.code, "message": str(exc)}
+        return False
+    return True
 
 
 def _stop_all(registry: Registry, agents: list[Agent]) -> None:
@@ -158,6 +181,7 @@ class Reloader:
                 raise
             result.config_file = None if new.config_file is None else str(new.config_file)
             result.restart_needed = restart_needed
-            log.info("reloaded %s: added %s, changed %s, removed %s", result.config_file or "the configuration",
-                     result.added or "none", result.changed or "none", result.removed or "none")
+            log.info("reloaded %s: added %s, changed %s, removed %s, refused %s", result.config_file or "the configuration",
+                     result.added or "none", result.changed or "none", result.removed or "none",
+                     sorted(result.failed) or "none")
             return result

@@ -6,6 +6,7 @@ reload``, ``POST /api/reload`` and what comes back after SIGTERM or SIGKILL of t
 """
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from supervisor.reload import Reloader
 
 from support.agents import lines
 from support.cli import cli
+from support.faults import Faults, kind
 from support.processes import Server
 from support.waiting import gwait, wait_for
 
@@ -239,3 +241,31 @@ def test_an_always_agent_comes_back_after_a_server_restart(make_server: Callable
     assert second.wait_state("cfg", "running")["run"] == 2
     oneshot = second.get("/api/agents/oneshot")
     assert oneshot["state"] == ("exited" if how == "SIGTERM" else "lost") and oneshot["run"] == 1
+
+
+def test_a_config_agent_that_cannot_be_kept_is_refused_like_an_api_one(
+        setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record cannot be written (a full disk, then EROFS): at boot the server starts anyway
+    and the agent is refused with nothing half made, as POST /api/agents would refuse it; a
+    reload goes on with the other agents and says which were refused (storage_full or
+    storage_failed); with space back, the next reload defines and starts it."""
+    files, boot = setup
+    faults = Faults(errno.ENOSPC).install(monkeypatch)
+    faults.failing = lambda call: kind(call) == "record" and "/big/" in call.path
+    registry, reloader = boot(f"[agents.big]\ncommand = {sleeper('big')}\n\n"
+                              f"[agents.small]\ncommand = {sleeper('small')}\n")
+    gwait(lambda: running(registry, "small"), 10)
+    assert "big" not in registry and not (files.home / "data" / "agents" / "big").exists()
+    faults.error = errno.EROFS
+    files.write(f"[agents.big]\ncommand = {sleeper('big')}\n\n[agents.small]\ncommand = {sleeper('small')}\n\n"
+                f"[agents.other]\ncommand = {sleeper('other')}\n")
+    result = reloader.reload()
+    assert result.added == ["other"] and list(result.failed) == ["big"]
+    assert result.failed["big"]["code"] == "storage_failed" and "agent.json" in result.failed["big"]["message"]
+    gwait(lambda: running(registry, "other"), 10)
+    assert "big" not in registry
+    faults.failing = lambda call: False
+    result = reloader.reload()
+    assert result.added == ["big"] and not result.failed
+    gwait(lambda: running(registry, "big"), 10)
+    assert registry.get("big").origin == "config"
