@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,41 @@ from support.processes import Server
 from support.waiting import wait_for
 
 
+def files_open_under(folder: Path) -> list[str]:
+    """Files under ``folder`` that this process holds open (from /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the descriptor of the listing itself, closed by now
+        if target.startswith(f"{folder}/"):
+            found.append(target)
+    return found
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Iterator[list[AgentHistory | EventLog]]:
+    """Histories and event logs a test makes: closed after it, and then no file of its folder
+    may be left open in this worker (a cursor holds none between its steps)."""
+    made: list[AgentHistory | EventLog] = []
+    yield made
+    for thing in made:
+        thing.close()
+    assert files_open_under(tmp_path) == []
+
+
 def commit(history: AgentHistory, batch: list[Event]) -> None:
     history.write(batch, 0.0)
     history.append(batch)
     history.visible_id = batch[-1].id
 
 
-def test_a_cursor_reads_files_in_bounded_steps_then_memory(tmp_path: Path) -> None:
+def test_a_cursor_reads_files_in_bounded_steps_then_memory(tmp_path: Path, opened: list[Any]) -> None:
     """A cursor gives what read_after gives, whatever its steps: from the files in chunks of
     about max_bytes (never skipping to memory when a chunk held nothing new), then from memory."""
     history = AgentHistory("a", tmp_path, memory_size=300, segment_events=700)
+    opened.append(history)
     for start in range(1, 3001, 50):
         commit(history, [Event(i, "log", "a", {"line": "x" * 80}) for i in range(start, start + 50)])
     everything = [e.id for e in history.read_after(0)]
@@ -49,9 +76,10 @@ def test_a_cursor_reads_files_in_bounded_steps_then_memory(tmp_path: Path) -> No
         assert got == list(range(after + 1, 3001)), after
 
 
-def test_a_cursor_stops_at_what_is_visible(tmp_path: Path) -> None:
+def test_a_cursor_stops_at_what_is_visible(tmp_path: Path, opened: list[Any]) -> None:
     """Events written but not yet committed (an fsync in flight) are not given to readers."""
     history = AgentHistory("a", tmp_path, memory_size=10)
+    opened.append(history)
     commit(history, [Event(i, "log", "a", {}) for i in range(1, 21)])
     batch = [Event(i, "log", "a", {}) for i in range(21, 31)]
     history.write(batch, 0.0)
@@ -61,10 +89,11 @@ def test_a_cursor_stops_at_what_is_visible(tmp_path: Path) -> None:
     assert [e.id for e in history.read_after(15)][-1] == 30
 
 
-def test_the_merge_gives_every_channel_in_id_order_and_picks_up_new_ones(tmp_path: Path) -> None:
+def test_the_merge_gives_every_channel_in_id_order_and_picks_up_new_ones(tmp_path: Path, opened: list[Any]) -> None:
     """The all-agents replay is every event once, in id order, with agents that appear and
     agents that grow while it runs, from files and from memory alike."""
     log = EventLog(tmp_path, history_size=50)
+    opened.append(log)
     rng = random.Random(7)
     names = [f"agent-{n}" for n in range(12)]
     for _ in range(3000):
@@ -80,11 +109,13 @@ def test_the_merge_gives_every_channel_in_id_order_and_picks_up_new_ones(tmp_pat
     assert got == list(range(101, log.last_id() + 1))
 
 
-def test_the_merge_reads_each_channel_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_merge_reads_each_channel_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        opened: list[Any]) -> None:
     """Incremental: a merge of 60 histories taken 50 events at a time reads each history about
     once per LANE_EVENTS of its own events, not 50 events of every history per step (the
     quadratic replay this replaced)."""
     log = EventLog(tmp_path, history_size=10)
+    opened.append(log)
     names = [f"agent-{n}" for n in range(60)]
     for i in range(60 * 600):
         log.append(names[i % 60], "log", {"n": i})

@@ -260,6 +260,10 @@ def test_a_full_disk_on_a_real_tmpfs(tmp_path: Path) -> None:
             refused = server.request("POST", "/api/agents", {"name": "more", "command": ["true"]})
             assert refused.status == 507 and refused.json()["error"]["code"] == "storage_full"
             assert server.request("GET", "/api/agents/more").status == 404 and not (data / "agents" / "more").exists()
+            # Space comes back only once memory could not hold everything (history_size 300):
+            # on a loaded machine the agent may not have printed that much yet.
+            wait_for(lambda: server.get("/api/sse/stats")["storage"]["events_lost"] > 0, 30,
+                     what="events to fall out of memory while the disk is full")
             to_the_brim.unlink()
             ballast.unlink()
             until(lambda e: e.event == "complete")
