@@ -42,6 +42,12 @@ def create_app(config: Config | None = None, registry: Registry | None = None,
     desired = config_agents.build(config) if owns_registry else None
     registry = registry if registry is not None else Registry(config)
     app = Flask(__name__, static_folder=str(pages.STATIC_DIR), static_url_path="/static")
+    # Werkzeug answers '//' in a path (and a %2F in a name, once decoded) or a missing or extra
+    # trailing slash with an HTML 308; Flask sends routing redirects past every error handler.
+    # A JSON API answers such a path as what it is: not found (or the path without its slash).
+    app.url_map.merge_slashes = app.url_map.strict_slashes = False
+    for rule in app.url_map.iter_rules():
+        rule.merge_slashes = rule.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     eventlog = registry.eventlog

@@ -162,6 +162,18 @@ def test_cors_answers_only_configured_origins(make_server: Callable[..., Server]
     assert evil.status == 403 and "access-control-allow-origin" not in evil.headers
 
 
+def test_doubled_slashes_and_encoded_slashes_are_json_not_redirects(server: Server) -> None:
+    """Werkzeug would answer these with an HTML 308 that no error handler sees (found by the
+    fuzz test: ``POST /api/agents/0%2F/stop``); they are JSON 404s, and a trailing slash is
+    the path without it."""
+    for method, path in (("POST", "/api/agents/0%2F/stop"), ("GET", "/api//agents"),
+                         ("GET", "/static//app.js"), ("POST", "/api/agents/x%2F%2Fy/stop")):
+        response = server.request(method, path)
+        assert response.status == 404 and error_of(response)["code"] in ("agent_not_found", "not_found"), path
+    assert server.request("GET", "/api/agents/").status == 200
+    assert server.request("GET", "//").status == 200
+
+
 def test_options_is_an_empty_204_with_allow(server: Server) -> None:
     """OPTIONS (not a CORS preflight) on a page, an API route or a static file is 204 with the
     methods in Allow, no body, no Content-Type and the API's CSP (it was a text/html 200 with the
