@@ -52,6 +52,9 @@ def rfc3339(epoch: float) -> str:
     return f"{_stamped_prefix}{micros // 1000:03d}Z"
 
 
+#: The head of the envelope of an event whose id is not assigned yet.
+_NO_ID = '{"id":0,'
+
 _stamped_second: int | None = None
 _stamped_prefix = ""
 
@@ -97,6 +100,14 @@ class Event:
         event._json = json_text
         event.sse = None
         return event
+
+    def assign(self, id: int) -> None:
+        """Give an event made with id 0 its id, once a backend that assigns ids at commit (the
+        Redis backend: ids come from Redis) has it; its envelope, if already serialized, follows."""
+        text = self._json
+        if text is not None and text.startswith(_NO_ID):
+            self._json = f'{{"id":{id},' + text[len(_NO_ID):]
+        self.id = id
 
     def _parse(self) -> dict[str, Any]:
         assert self._json is not None

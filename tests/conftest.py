@@ -141,3 +141,43 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
         yield server.start()
     finally:
         server.close()
+
+
+#: What ``make_log`` makes: ``make(data_dir=None, history_size=10_000, cluster="as")``; logs of
+#: one ``cluster`` are nodes of one cluster with Redis (they share events), strangers embedded.
+MakeLog = Callable[..., Any]
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def make_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeLog]:
+    """Event logs of one backend, for the contract tests that every backend must pass: the
+    embedded one (history files, or memory with ``data_dir`` None) and the Redis one (a real
+    redis-server of the test's own; ``data_dir`` holds the node's id mark). With Redis,
+    ``history_size`` is the retention of a channel's stream and of the node's copy of it, and
+    streams trim exactly (``stream-node-max-entries 1``), as the embedded memory does.
+    Every log made is closed after the test."""
+    made: list[Any] = []
+    if request.param == "embedded":
+        from supervisor.eventlog import EventLog
+
+        def make(data_dir: Path | None = None, history_size: int = 10_000, cluster: str = "as") -> Any:
+            made.append(EventLog(data_dir, history_size))
+            return made[-1]
+
+        yield make
+    else:
+        from supervisor.redis.append import Retention
+        from supervisor.redis.backend import RedisEventLog
+
+        server = request.getfixturevalue("redis_server")
+        assert server.command(b"CONFIG SET stream-node-max-entries 1") == b"+OK"
+
+        def make(data_dir: Path | None = None, history_size: int = 10_000, cluster: str = "as") -> Any:
+            log = RedisEventLog(server.url, f"node{len(made)}", data_dir=data_dir, prefix=cluster,
+                                retention=Retention(100_000, history_size), copy_per_channel=history_size)
+            made.append(log)
+            return log
+
+        yield make
+    for log in made:
+        log.close()

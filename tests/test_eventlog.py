@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from api import close_app, create_app
+from conftest import MakeLog
 from supervisor import events
 from supervisor.config import Config
 from supervisor.eventlog import EventLog
@@ -30,10 +31,16 @@ class Recorder:
     def ids(self) -> list[int]:
         return [event.id for _, event in self.got]
 
+    @property
+    def envelopes(self) -> list[tuple[object, str]]:
+        """(sender, envelope) of each event: a backend may publish an equal event, not the same
+        object (Redis: what the node's tailer read back)."""
+        return [(sender, event.json) for sender, event in self.got]
 
-def test_subscribers_get_events_with_the_log_as_sender() -> None:
+
+def test_subscribers_get_events_with_the_log_as_sender(make_log: MakeLog) -> None:
     """A subscriber is called with the log as sender and the stored event, until it unsubscribes."""
-    log = EventLog(None)
+    log = make_log()
     seen = Recorder()
     with log.subscribe(seen) as subscription:
         first = log.append("a", events.LOG, {"line": "x"})
@@ -41,13 +48,13 @@ def test_subscribers_get_events_with_the_log_as_sender() -> None:
         assert subscription.active
     log.append("a", events.LOG, {"line": "after"})
     log.flush()
-    assert seen.got == [(log, first)] and not subscription.active
+    assert seen.envelopes == [(log, first.json)] and not subscription.active
     assert log.receiver_count() == 0
 
 
-def test_types_select_the_signals() -> None:
+def test_types_select_the_signals(make_log: MakeLog) -> None:
     """``types=`` limits a subscription to those event types."""
-    log = EventLog(None)
+    log = make_log()
     states = Recorder()
     with log.subscribe(states, types=[events.STATE]):
         log.append("a", events.LOG, {"line": "x"})
@@ -56,9 +63,9 @@ def test_types_select_the_signals() -> None:
     assert states.ids == [state.id]
 
 
-def test_closing_twice_is_harmless_and_each_subscription_is_its_own() -> None:
+def test_closing_twice_is_harmless_and_each_subscription_is_its_own(make_log: MakeLog) -> None:
     """Two subscriptions of the same receiver are two; closing one leaves the other."""
-    log = EventLog(None)
+    log = make_log()
     seen = Recorder()
     one, two = log.subscribe(seen), log.subscribe(seen)
     log.append("a", events.LOG, {})
@@ -71,9 +78,9 @@ def test_closing_twice_is_harmless_and_each_subscription_is_its_own() -> None:
     assert seen.ids == [1, 1, 2] and log.receiver_count() == 0
 
 
-def test_a_raising_subscriber_is_logged_and_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_raising_subscriber_is_logged_and_others_still_run(make_log: MakeLog, caplog: pytest.LogCaptureFixture) -> None:
     """A subscriber that raises does not reach the publisher, nor stop the other subscribers."""
-    log = EventLog(None)
+    log = make_log()
 
     def broken(sender: object, event: Event) -> None:
         raise RuntimeError("boom")
@@ -86,9 +93,9 @@ def test_a_raising_subscriber_is_logged_and_others_still_run(caplog: pytest.LogC
     assert "boom" in caplog.text and "raised" in caplog.text
 
 
-def test_blinker_muted_silences_the_signal() -> None:
+def test_blinker_muted_silences_the_signal(make_log: MakeLog) -> None:
     """Publishing goes through Signal.send, so blinker's muted() holds every receiver back."""
-    log = EventLog(None)
+    log = make_log()
     seen = Recorder()
     with log.subscribe(seen):
         with log.signal(events.LOG).muted():
@@ -99,15 +106,21 @@ def test_blinker_muted_silences_the_signal() -> None:
     assert seen.ids == [loud.id]
 
 
-def test_blinker_connected_to_gets_blinkers_contract() -> None:
-    """A receiver connected to the signal directly (blinker's test helper) sees each event, and
-    its exception reaches the publisher: that is blinker's contract, not the bus's guard."""
-    log = EventLog(None)
+def test_blinker_connected_to_sees_each_event(make_log: MakeLog) -> None:
+    """A receiver connected to the signal directly (blinker's test helper) sees each event."""
+    log = make_log()
     seen = Recorder()
     with log.signal(events.LOG).connected_to(seen, sender=log):
         event = log.append("a", events.LOG, {})
         log.flush()
-    assert seen.got == [(log, event)]
+    assert seen.envelopes == [(log, event.json)]
+
+
+def test_blinker_connected_to_gets_blinkers_contract() -> None:
+    """A receiver connected to the signal directly gets blinker's contract, not the bus's
+    guard: its exception reaches the publisher. Embedded only: there ``flush()`` is the
+    publisher; with Redis the node's tailer greenlet publishes, and logs it."""
+    log = EventLog(None)
 
     def broken(sender: object, event: Event) -> None:
         raise RuntimeError("direct")
@@ -117,9 +130,10 @@ def test_blinker_connected_to_gets_blinkers_contract() -> None:
         log.flush()  # the commit publishes: an explicit flush is the publisher
 
 
-def test_two_logs_do_not_hear_each_other() -> None:
-    """Each log owns its signals: a subscriber of one never sees the other's events."""
-    first, second = EventLog(None), EventLog(None)
+def test_two_logs_do_not_hear_each_other(make_log: MakeLog) -> None:
+    """Each log owns its signals: a subscriber of one never sees the other's events (with
+    Redis: two clusters, under two key prefixes of one Redis)."""
+    first, second = make_log(cluster="one"), make_log(cluster="two")
     heard_first, heard_second = Recorder(), Recorder()
     with first.subscribe(heard_first), second.subscribe(heard_second):
         first.append("a", events.LOG, {"line": "one"})
@@ -128,18 +142,24 @@ def test_two_logs_do_not_hear_each_other() -> None:
     assert len(heard_first.got) == 1 and heard_second.got == []
 
 
-def test_a_caught_up_read_is_empty_and_a_removed_agent_is_forgotten(tmp_path: Path) -> None:
-    """read_after past the newest id is empty; remove() deletes the agent's history files."""
-    log = EventLog(tmp_path)
+def test_a_caught_up_read_is_empty_and_a_removed_agent_is_forgotten(make_log: MakeLog, tmp_path: Path) -> None:
+    """read_after past the newest id is empty; remove() forgets the agent's history (the
+    embedded backend deletes its files)."""
+    log = make_log(tmp_path)
     log.append("gone", events.LOG, {"line": "x"})
+    log.append("kept", events.LOG, {"line": "y"})
     log.flush()
     assert log.read_after(log.last_id(), "gone").events == []
     assert [e.data["line"] for e in log.last_events("gone", 5)] == ["x"]
-    assert list((tmp_path / "agents" / "gone").glob("events.*.jsonl"))
+    embedded = isinstance(log, EventLog)
+    if embedded:
+        assert list((tmp_path / "agents" / "gone").glob("events.*.jsonl"))
     log.remove("gone")
-    assert not (tmp_path / "agents" / "gone").exists()
+    if embedded:
+        assert not (tmp_path / "agents" / "gone").exists()
     assert log.last_id("gone") == 0 and log.last_events("gone", 5) == []
-    log.close()
+    assert log.read_after(0, "gone").events == []
+    assert [e.data["line"] for e in log.last_events("kept", 5)] == ["y"]
 
 
 # -- apps ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.eventlog import EventLog
+from conftest import MakeLog
 from supervisor.events import Event, rfc3339
 from supervisor.history import AgentHistory
 
@@ -73,9 +73,9 @@ def test_memory_only_history_forgets_and_says_how_much(tmp_path: Path) -> None:
     assert history.missed_after(0) == 15 and history.missed_after(10) == 5
 
 
-def test_event_log_resets_old_and_future_readers(tmp_path: Path) -> None:
+def test_event_log_resets_old_and_future_readers(make_log: MakeLog) -> None:
     """read_after flags ids older than retained history and ids from the future as a reset."""
-    log = EventLog(None, history_size=5)
+    log = make_log(history_size=5)
     for i in range(10):
         log.append("a", "log", {"n": i})
     log.flush()
@@ -87,13 +87,13 @@ def test_event_log_resets_old_and_future_readers(tmp_path: Path) -> None:
     assert not log.read_after(7, "a").reset
 
 
-def test_ids_continue_after_reopening(tmp_path: Path) -> None:
-    """A new EventLog on the same directory never reuses an id."""
-    first = EventLog(tmp_path)
+def test_ids_continue_after_reopening(make_log: MakeLog, tmp_path: Path) -> None:
+    """A new event log on the same directory (with Redis: the same node again) never reuses an id."""
+    first = make_log(tmp_path)
     for _ in range(3):
         first.append("a", "log", {})
     first.close()
-    second = EventLog(tmp_path)
+    second = make_log(tmp_path)
     fourth = second.append("b", "log", {})
     second.flush()
     assert fourth.id > 3

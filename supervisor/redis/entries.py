@@ -8,7 +8,7 @@ the append script puts ``{"id":N,`` in front. Entries of the all-agents stream a
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..events import Event
 
@@ -47,3 +47,17 @@ def to_event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
 def channel(fields: dict[bytes, bytes]) -> str:
     """The channel of an entry of the all-agents stream."""
     return fields[b"channel"].decode("utf-8")
+
+
+#: One stream entry as the client returns it: its id and its fields.
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def page(reply: Any) -> list[Entry]:
+    """The entries of an ``XRANGE``/``XREVRANGE`` reply (redis-py types them loosely)."""
+    return cast(list[Entry], reply or [])
+
+
+def read_reply(reply: Any) -> list[Entry]:
+    """The entries of an ``XREAD`` reply of one stream (none when it timed out)."""
+    return cast(list[Entry], reply[0][1]) if reply else []

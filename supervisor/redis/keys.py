@@ -23,7 +23,7 @@ def check_node_name(node: str) -> str:
 class Keys:
     """Key names; ``prefix`` (default ``as``) of letters, digits and ``._-``."""
 
-    __slots__ = ("prefix", "tag", "epoch", "meta", "stream", "batches")
+    __slots__ = ("prefix", "tag", "epoch", "meta", "stream", "batches", "holes")
 
     def __init__(self, prefix: str = "as") -> None:
         if not is_name(prefix):
@@ -38,6 +38,8 @@ class Keys:
         self.stream = f"{self.tag}:stream"
         #: Hash: node -> "token batch first count" of its last batch (a retried batch is not doubled).
         self.batches = f"{self.tag}:batches"
+        #: Hash: "<token> <channel>" -> "<id> <count>": events a node dropped after that id.
+        self.holes = f"{self.tag}:holes"
 
     def channel_stream(self, channel: str) -> str:
         """One channel's stream (an agent's, or the supervisor's own): entry ``<id>-0``, field ``event``."""
@@ -49,4 +51,4 @@ class Keys:
 
     def all(self) -> list[str]:
         """The fixed keys (not the per-channel and per-node ones)."""
-        return [self.epoch, self.meta, self.stream, self.batches]
+        return [self.epoch, self.meta, self.stream, self.batches, self.holes]

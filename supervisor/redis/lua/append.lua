@@ -58,21 +58,37 @@ local m = tonumber(ARGV[8])
 local count = (#ARGV - 8 - m) / 2
 local first = redis.call('HINCRBY', KEYS[2], 'seq', count) - count + 1
 local max_all, max_channel = ARGV[6], ARGV[7]
+-- Each channel numbers its events 1, 2, 3... ('n:<channel>' in meta; 'f:<channel>' is the id
+-- of its first event): what MAXLEN trimmed from a channel's stream is then counted exactly,
+-- as the embedded backend's segment manifest does (the entry's field 'n').
+local per_channel = {}
+for j = 9 + m, #ARGV, 2 do
+  local k = tonumber(ARGV[j])
+  per_channel[k] = (per_channel[k] or 0) + 1
+end
+local ordinal = {}
+for k, n in pairs(per_channel) do
+  ordinal[k] = redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[8 + k], n) - n
+end
 local at = 9 + m
 for i = 0, count - 1 do
   local k = tonumber(ARGV[at])
   local id = first + i
   local entry = id .. '-0'
   local json = '{"id":' .. id .. ',' .. ARGV[at + 1]
+  ordinal[k] = ordinal[k] + 1
+  if ordinal[k] == 1 then
+    redis.call('HSET', KEYS[2], 'f:' .. ARGV[8 + k], id)
+  end
   if max_all == '0' then
     redis.call('XADD', KEYS[5], entry, 'channel', ARGV[8 + k], 'event', json)
   else
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', max_all, entry, 'channel', ARGV[8 + k], 'event', json)
   end
   if max_channel == '0' then
-    redis.call('XADD', KEYS[5 + k], entry, 'event', json)
+    redis.call('XADD', KEYS[5 + k], entry, 'n', ordinal[k], 'event', json)
   else
-    redis.call('XADD', KEYS[5 + k], 'MAXLEN', '~', max_channel, entry, 'event', json)
+    redis.call('XADD', KEYS[5 + k], 'MAXLEN', '~', max_channel, entry, 'n', ordinal[k], 'event', json)
   end
   at = at + 2
 end
