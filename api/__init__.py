@@ -52,11 +52,15 @@ def create_app(config: Config | None = None, registry: Registry | None = None,
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     eventlog = registry.eventlog
 
+    node = config.node if registry.cluster is not None else None
+
     def describe(record: AgentRecord) -> dict[str, object]:
-        return agent_json(record, eventlog.last_id(record.name))
+        return agent_json(record, eventlog.last_id(record.name), node=node)
 
     def is_done(name: str) -> bool:
-        return name not in registry or not registry.get(name).active
+        if name in registry:
+            return not registry.get(name).active
+        return registry.cluster is None or not registry.cluster.active(name)  # another node's
 
     registry.describe = describe
     streams = SSEManager(

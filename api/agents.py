@@ -18,8 +18,30 @@ MAX_EVENTS_PAGE = 10_000
 
 def _summary(name: str) -> dict[str, Any]:
     ext = current()
+    cluster = ext.registry.cluster
+    if cluster is not None and name not in ext.registry and cluster.owner(name) is not None:
+        return cluster.remote(name)
     record = ext.registry.get(name).record()
-    return agent_json(record, ext.registry.eventlog.last_id(name), ext.streams.clients_of(name))
+    return agent_json(record, ext.registry.eventlog.last_id(name), ext.streams.clients_of(name),
+                      node=ext.config.node if cluster is not None else None)
+
+
+def _owner(name: str) -> str | None:
+    """The node that runs ``name`` when it is another node of the cluster (else None: here)."""
+    ext = current()
+    cluster = ext.registry.cluster
+    if cluster is None or name in ext.registry:
+        return None
+    return cluster.owner(name)
+
+
+def _forward(node: str, op: str, name: str, args: dict[str, Any]) -> tuple[Any, int]:
+    """Run the request on the node that owns the agent (504 node_unavailable if it does not
+    answer in time); its answer as it gave it."""
+    cluster = current().registry.cluster
+    assert cluster is not None
+    status, body = cluster.request(node, op, name, args)
+    return ("" if body is None else body), status
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -29,14 +51,29 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 @bp.post("")
-def create() -> tuple[dict[str, Any], int]:
-    agent = current().registry.create(read_json())
+def create() -> tuple[Any, int]:
+    ext = current()
+    body = read_json()
+    node = body.get("node") if isinstance(body, dict) else None
+    if node is not None and ext.registry.cluster is None:
+        raise InvalidRequest('"node" needs a cluster (serve --redis URL)')
+    if node is not None and node != ext.config.node:
+        if not isinstance(node, str):
+            raise InvalidRequest('"node" must be the name of a node of the cluster')
+        return _forward(node, "create", str(body.get("name", "")), {k: v for k, v in body.items() if k != "node"})
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "node"}
+    agent = ext.registry.create(body)
     return _summary(agent.name), 201
 
 
 @bp.get("")
 def index() -> dict[str, Any]:
-    return {"agents": [_summary(agent.name) for agent in current().registry.list()]}
+    ext = current()
+    names = [agent.name for agent in ext.registry.list()]
+    if ext.registry.cluster is not None:
+        names = sorted({*names, *ext.registry.cluster.remote_names()})
+    return {"agents": [_summary(name) for name in names]}
 
 
 @bp.get("/<name>")
@@ -45,35 +82,46 @@ def show(name: str) -> dict[str, Any]:
 
 
 @bp.post("/<name>/stop")
-def stop(name: str) -> tuple[dict[str, Any], int]:
+def stop(name: str) -> tuple[Any, int]:
     body = _object(read_json(required=False))
     grace = body.get("grace_s")
     if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600):
         raise InvalidRequest("grace_s must be a number of seconds from 0 to 3600")
+    node = _owner(name)
+    if node is not None:
+        return _forward(node, "stop", name, {"grace_s": grace})
     current().registry.stop(name, grace)
     return _summary(name), 202
 
 
 @bp.post("/<name>/restart")
-def restart(name: str) -> tuple[dict[str, Any], int]:
+def restart(name: str) -> tuple[Any, int]:
+    node = _owner(name)
+    if node is not None:
+        return _forward(node, "restart", name, {})
     current().registry.restart(name)
     return _summary(name), 202
 
 
 @bp.post("/<name>/input")
-def send_input(name: str) -> tuple[str, int]:
-    agent = current().registry.get(name)
+def send_input(name: str) -> tuple[Any, int]:
+    node = _owner(name)
+    agent = current().registry.get(name) if node is None else None
     body = _object(read_json())
     data = body.get("data")
     if not isinstance(data, str):
         raise InvalidRequest('input needs {"data": "<text>"}; send "\\n" to press Enter')
+    if agent is None:
+        assert node is not None
+        return _forward(node, "input", name, {"data": data})
     agent.write(data)
     return "", 204
 
 
 @bp.post("/<name>/resize")
-def resize(name: str) -> tuple[str, int]:
-    agent = current().registry.get(name)
+def resize(name: str) -> tuple[Any, int]:
+    node = _owner(name)
+    agent = current().registry.get(name) if node is None else None
     body = _object(read_json())
     size = []
     for key, low, high in (("cols", 10, 1000), ("rows", 5, 500)):
@@ -81,12 +129,18 @@ def resize(name: str) -> tuple[str, int]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidRequest(f"{key} must be an integer from {low} to {high}")
         size.append(value)
+    if agent is None:
+        assert node is not None
+        return _forward(node, "resize", name, {"cols": size[0], "rows": size[1]})
     agent.resize(*size)
     return "", 204
 
 
 @bp.delete("/<name>")
-def delete(name: str) -> tuple[str, int]:
+def delete(name: str) -> tuple[Any, int]:
+    node = _owner(name)
+    if node is not None:
+        return _forward(node, "delete", name, {})
     current().registry.remove(name)
     return "", 204
 
@@ -104,7 +158,8 @@ def _int_arg(key: str, default: int, low: int, high: int) -> int:
 @bp.get("/<name>/events")
 def history(name: str) -> Response:
     ext = current()
-    ext.registry.get(name)
+    if _owner(name) is None:
+        ext.registry.get(name)
     after = _int_arg("after", 0, 0, 2**63 - 1)
     limit = _int_arg("limit", 1000, 1, MAX_EVENTS_PAGE)
     replay = ext.registry.eventlog.read_after(after, name, limit)

@@ -13,12 +13,15 @@ from supervisor.events import rfc3339
 from supervisor.store import AgentRecord, Processes
 
 
-def agent_json(record: AgentRecord, last_event_id: int, clients: int | None = None) -> dict[str, Any]:
+def agent_json(record: AgentRecord, last_event_id: int, clients: int | None = None,
+               node: str | None = None) -> dict[str, Any]:
     """``record`` as the API shows it; ``clients`` (stream clients of the agent) is added when
-    known. Times are RFC 3339; ``duration_s`` runs on while the agent does."""
+    known, ``node`` (the server that runs it) in a cluster. Times are RFC 3339; ``duration_s``
+    runs on while the agent does."""
     spec = record.spec
     data: dict[str, Any] = {
         "name": spec.name,
+        **({"node": node} if node is not None else {}),
         "command": spec.command,
         "profile": spec.profile,
         "cwd": spec.cwd,

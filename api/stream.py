@@ -69,10 +69,14 @@ def _stream(agent: str | None, last_id: int | None) -> Response:
 @bp.get("/agents/<name>/stream")
 def agent_stream(name: str) -> Response:
     ext = current()
-    agent = ext.registry.get(name)
+    cluster = ext.registry.cluster
+    if cluster is not None and name not in ext.registry and cluster.owner(name) is not None:
+        active = cluster.active(name)  # another node's agent
+    else:
+        active = ext.registry.get(name).active
     last_id = _last_event_id()
     log = ext.registry.eventlog
-    if last_id is not None and not agent.active and log.last_id(name) <= last_id <= log.last_id():
+    if last_id is not None and not active and log.last_id(name) <= last_id <= log.last_id():
         # Done, and the client has it all: 204 tells EventSource to stop reconnecting. (An id
         # past anything ever issued is not "has it all" but a wiped data dir: reset, below.)
         return Response(status=204)

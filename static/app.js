@@ -285,6 +285,8 @@ function cardCells(a) {
   const up = u ? u.uptime_s : RUNNING.has(a.state) && a.started_at ? (Date.now() - Date.parse(a.started_at)) / 1000 : null;
   const restarts = Math.max(0, (a.run || 0) - 1);
   return [
+    // In a cluster (serve --redis), the node that runs the agent.
+    ...(a.node ? [["node", "on", a.node, "the node of the cluster that runs it"]] : []),
     ["lines", "", plural(a.lines ?? 0, "line"), "complete lines of the current run"],
     ["cpu", "CPU", u && u.cpu_percent != null ? `${u.cpu_percent.toFixed(0)}%` : "–", "CPU of the whole process tree (100% = one core)"],
     ["mem", "", u ? bytes(u.rss_bytes) : "– MB", u ? `resident memory of ${plural(u.processes, "process", "processes")}` : "no process runs"],
@@ -372,6 +374,7 @@ function renderViewerHead() {
   waiting.title = a && a.prompt ? `Waiting at: ${a.prompt}` : "";
   const meta = [];
   if (a) {
+    if (a.node) meta.push(`node ${a.node}`);
     if (a.pid && ACTIVE.has(a.state)) meta.push(`pid ${a.pid}`);
     if (a.run) meta.push(`run ${a.run}`);
     if (a.profile) meta.push(`profile ${a.profile}`);

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -159,6 +160,13 @@ class Config:
     agents: Mapping[str, AgentTable] = field(default_factory=lambda: MappingProxyType({}))
     #: The TOML file these settings were read from (``reload`` reads it again), if any.
     config_file: Path | None = None
+    # Many nodes (docs/REDIS.md): the event log, the agent registry and the control path go
+    # through this Redis (redis://HOST:PORT/DB or unix:///path?db=N); None: the embedded backend.
+    redis_url: str | None = None
+    node: str = field(default_factory=lambda: default_node_name())  # this server's name in the cluster
+    lease_ttl_s: float = 15.0  # a node silent this long is taken for dead: its agents are lost
+    redis_buffer_events: int = 100_000  # events kept while Redis is away; then the oldest go
+    control_timeout_s: float = 5.0  # how long a command waits for the node that owns the agent
 
     def profile(self, name: str) -> Profile:
         """The profile called ``name``; raises :class:`UnknownProfile` listing the known ones."""
@@ -184,6 +192,8 @@ class Config:
                            for key, raw in agent.table.items()}
                     for name, agent in value.items()
                 }
+            elif item.name == "redis_url":
+                shown["redis_url"] = without_password(value) if value else None
             elif item.name in ("cors_origins", "allowed_hosts"):
                 shown[item.name] = list(value)
             elif item.name == "default_extractors":
@@ -219,6 +229,8 @@ _KINDS: dict[str, str] = {
     "output_log_max_bytes": "int", "output_log_backups": "int", "input_wait_s": "float",
     "metrics_public": "bool", "agents": "agents",
     "screen": "choice", "screen_settle_s": "float",
+    "redis_url": "redis_url", "node": "node", "lease_ttl_s": "float", "redis_buffer_events": "int",
+    "control_timeout_s": "float",
 }
 # (lowest, highest) allowed; ints and floats not listed here must be positive.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -324,6 +336,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
 
 
+_REDIS_URL = re.compile(r"(redis|unix)://\S+")
+_NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def default_node_name() -> str:
+    """The host name (its first label), as a node name: letters, digits and ``._-``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:64]
+    return name or "node"
+
+
+def without_password(url: str) -> str:
+    """A Redis URL fit for logs and ``/healthz``: its password (if any) masked."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
 def _bad(key: str, why: str, raw: object, source: str) -> ConfigError:
     return ConfigError(f"{key}: {why}, got {raw!r} ({source})")
 
@@ -356,6 +384,14 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
             raise _bad(key, "must be a directory path", raw, source)
         path = Path(raw).expanduser()
         return path if path.is_absolute() else (base or Path.cwd()) / path
+    if kind == "redis_url":
+        if not isinstance(raw, str) or not _REDIS_URL.match(raw):
+            raise _bad(key, "must be redis://HOST:PORT/DB or unix:///PATH", raw, source)
+        return raw
+    if kind == "node":
+        if not isinstance(raw, str) or not _NODE_NAME.fullmatch(raw):
+            raise _bad(key, "must be 1-64 letters, digits and ._-", raw, source)
+        return raw
     if kind == "origins":
         return _origins(key, raw, source)
     if kind == "hosts":

@@ -130,3 +130,26 @@ class TooManyAgents(SupervisorError):
 
     code = "too_many_agents"
     status = 503
+
+
+class NodeUnavailable(SupervisorError):
+    """The node that owns the agent did not answer in time (down, partitioned, overloaded)."""
+
+    code = "node_unavailable"
+    status = 504
+
+
+class NameTaken(SupervisorError):
+    """Another node of the cluster has an agent of that name: names are unique in a cluster."""
+
+    code = "agent_name_taken"
+    status = 409
+
+
+class RemoteError(SupervisorError):
+    """An error the owning node answered a forwarded request with, passed on as it was."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status

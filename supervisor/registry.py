@@ -26,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
@@ -42,6 +42,7 @@ from .exceptions import (
     AgentFromConfig,
     AgentNotFound,
     AgentRunning,
+    ConfigError,
     DataDirError,
     StorageFailed,
     StorageFull,
@@ -55,6 +56,9 @@ from .spec import AgentSpec, build_spec, validate_name
 from .states import ACTIVE_STATES, AgentState
 from .store import AgentRecord, AgentStore
 
+if TYPE_CHECKING:
+    from .redis.cluster import Cluster
+
 log = logging.getLogger(__name__)
 
 #: How an agent is shown to the outside world: the API's agent JSON. ``agent_added`` carries
@@ -64,6 +68,20 @@ Describe = Callable[[AgentRecord], dict[str, Any]]
 
 def _name_only(record: AgentRecord) -> dict[str, Any]:
     return {"name": record.name}
+
+
+def _cluster_log(config: Config, data_dir: Path | None) -> EventLogBackend:
+    """The Redis backend of ``config`` (the redis extra is imported only for it)."""
+    try:
+        from .redis.append import Retention
+        from .redis.backend import RedisEventLog
+    except ImportError as exc:
+        raise ConfigError(f"redis_url needs the redis extra ({exc}): pip install 'agent-supervisor[redis]'") from exc
+
+    retention = Retention(all_events=max(100_000, 10 * config.history_size), per_channel=config.history_size)
+    return RedisEventLog(config.redis_url or "", config.node, data_dir=data_dir, retention=retention,
+                         copy_per_channel=config.history_size, buffer_events=config.redis_buffer_events,
+                         lease_ttl_ms=round(config.lease_ttl_s * 1000))
 
 
 class Registry:
@@ -88,6 +106,8 @@ class Registry:
             # start. One per data directory: the next server on it finds what this one left.
             self.containment = Containment(config.containment, server_id_for(data_dir))
             durable = config.durability == "fsync"
+            if eventlog is None and config.redis_url:
+                eventlog = _cluster_log(config, data_dir)
             if eventlog is None:
                 try:
                     eventlog = EventLog(
@@ -106,7 +126,13 @@ class Registry:
             self._agents: dict[str, Agent] = {}
             self._stoppers: set[gevent.Greenlet[..., Any]] = set()
             self._cuts_of_removed = 0  # extraction cuts counted for agents deleted since
+            #: The other nodes of a cluster (the Redis backend), else None.
+            self.cluster: Cluster | None = None
             self._restore()
+            if config.redis_url and hasattr(eventlog, "lease"):
+                from .redis.cluster import Cluster
+
+                self.cluster = Cluster(self, eventlog, config.control_timeout_s)  # type: ignore[arg-type]
             self.sampler.start()
         except BaseException:
             if self._lock is not None:
@@ -189,7 +215,23 @@ class Registry:
     def define(self, spec: AgentSpec, extractors: ExtractorSet, *, origin: str = "api", autostart: bool = True,
                start: bool = True, reason: str = "started") -> Agent:
         """Define (or redefine, if it has ended) the agent of a checked ``spec``; start it
-        unless ``start`` is false. Raises :class:`AgentRunning` and :class:`TooManyAgents`."""
+        unless ``start`` is false. Raises :class:`AgentRunning` and :class:`TooManyAgents`; in a
+        cluster, ``NameTaken`` when another node has an agent of that name."""
+        if self.cluster is None:
+            return self._define(spec, extractors, origin, autostart, start, reason)
+        claimed = spec.name not in self._agents
+        self.cluster.claim(spec.name, {"name": spec.name, "command": spec.command})  # unique in the cluster
+        try:
+            agent = self._define(spec, extractors, origin, autostart, start, reason)
+        except BaseException:
+            if claimed and spec.name not in self._agents:
+                self.cluster.release(spec.name)  # nothing was defined: the name is free again
+            raise
+        self.cluster.changed(spec.name)
+        return agent
+
+    def _define(self, spec: AgentSpec, extractors: ExtractorSet, origin: str, autostart: bool, start: bool,
+                reason: str) -> Agent:
         agent = self._agents.get(spec.name)
         if agent is not None:
             if agent.active:
@@ -283,6 +325,8 @@ class Registry:
             raise AgentRunning(f"agent {name!r} is {agent.state}; stop it before deleting it")
         del self._agents[name]
         self._cuts_of_removed += agent.cuts_counted
+        if self.cluster is not None:
+            self.cluster.release(name)
         self.eventlog.remove(name)
         self.store.remove(name)
         self.eventlog.append(name, events.AGENT_REMOVED, {"name": name}, channel=SUPERVISOR_CHANNEL)
@@ -317,6 +361,8 @@ class Registry:
                 agent.resume = True
         stoppers = [gevent.spawn(agent.stop, grace) for agent in self._agents.values() if agent.active]
         gevent.joinall(stoppers + list(self._stoppers))
+        if self.cluster is not None:
+            self.cluster.close()
         self.sampler.stop()
         self.containment.close()
         self.eventlog.close()

@@ -114,12 +114,18 @@ class SSEManager:
             return
         self._received = self.eventlog.last_id()
         self._subscription = self.eventlog.subscribe(self._on_event)
+        resyncs = getattr(self.eventlog, "resyncs", None)  # a backend in many nodes has them
+        if resyncs is not None:
+            resyncs.connect(self.resync, sender=self.eventlog)
         self._pinger = gevent.spawn(self._ping_forever)
 
     def close(self) -> None:
         """Leave the bus and end every stream (the server is shutting down). Idempotent."""
         if self._subscription is not None:
             self._subscription.close()
+            resyncs = getattr(self.eventlog, "resyncs", None)
+            if resyncs is not None:
+                resyncs.disconnect(self.resync)
         if self._pinger is not None:
             self._pinger.kill(block=False)
             self._pinger = None
@@ -128,6 +134,16 @@ class SSEManager:
             if client.sock is not None and client.backlog:
                 self._write(client)  # a last non-blocking try
             self._close(client, "server shutting down", graceful=True)
+
+    def resync(self, sender: object = None) -> None:
+        """The event log cannot vouch for what it sent next (the Redis backend's copy started
+        again after a gap, a new epoch or a hole): end every live stream once what it was sent
+        is written, so that its client resumes with ``Last-Event-ID`` into an honest ``reset``.
+        The embedded backend never calls it."""
+        self._flush()
+        for client in list(self._clients.values()):
+            if client.state is not REPLAYING:
+                self._end_after_backlog(client)
 
     # -- admission -------------------------------------------------------------------------
 

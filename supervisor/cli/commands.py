@@ -97,7 +97,8 @@ def serve(args: argparse.Namespace) -> int:
     def load() -> Config:
         # The file and the flags, again for each reload (SIGHUP, `agent-supervisor reload`).
         return load_config(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
-                           token=token, no_token=True if args.no_token else None)
+                           token=token, no_token=True if args.no_token else None,
+                           redis_url=args.redis_url, node=args.node)
 
     config, generated = runtime.with_token(load())
     from api.server import run_server  # the server's dependencies load only for `serve`
@@ -536,7 +537,10 @@ def list_agents(client: Client, args: argparse.Namespace) -> int:
     if not agents:
         print("no agents", file=sys.stderr)
         return EXIT_OK
-    rows = [("NAME", "STATE", "FROM", "PID", "UPTIME/EXIT", "RESTARTS", "LINES", "CLIENTS", "CPU", "MEM",
+    # In a cluster (serve --redis) every agent has its node: a column for it, after the name.
+    clustered = any("node" in agent for agent in agents)
+    node: tuple[str, ...] = ("NODE",) if clustered else ()
+    rows = [("NAME", *node, "STATE", "FROM", "PID", "UPTIME/EXIT", "RESTARTS", "LINES", "CLIENTS", "CPU", "MEM",
              "PROCS")]
     for agent in sorted(agents, key=lambda a: str(a.get("name"))):
         running = agent.get("state") in RUNNING
@@ -544,13 +548,15 @@ def list_agents(client: Client, args: argparse.Namespace) -> int:
         if agent.get("waiting_input"):
             state += ", waiting for input"
         rows.append((
-            str(agent.get("name")), state, str(agent.get("origin", "api")),
+            str(agent.get("name")), *((str(agent.get("node") or "-"),) if clustered else ()),
+            state, str(agent.get("origin", "api")),
             str(agent.get("pid")) if running and agent.get("pid") else "-",
             uptime_or_exit(agent), str(max(0, int(agent.get("run") or 0) - 1)),
             str(agent.get("lines", 0)), str(agent.get("clients", 0)),
             *usage_cells(agent.get("usage")),
         ))
-    print(table(rows, right=(3, 5, 6, 7, 8, 9, 10)))
+    shift = len(node)
+    print(table(rows, right=tuple(column + shift for column in (3, 5, 6, 7, 8, 9, 10))))
     waiting = [a for a in agents if a.get("waiting_input")]
     for agent in waiting:
         Status(sys.stderr).note(f"{agent.get('name')} waits for input: {agent.get('prompt')!r}"

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-token", action="store_true",
                        help="no authentication at all: any local user can run commands "
                             "(loopback addresses only)")
+    serve.add_argument("--redis", metavar="URL", dest="redis_url",
+                       help="join a cluster of servers sharing this Redis (redis://HOST:PORT/DB or"
+                            " unix:///PATH): every node lists, streams and controls every agent")
+    serve.add_argument("--node", metavar="NAME",
+                       help="this server's name in the cluster (default: the host name)")
     serve.add_argument("--demo", action="store_true",
                        help="also run the demo agent (python -m supervisor.demo_agent), restarted when it ends")
     serve.add_argument("--log-level", default="info",

@@ -40,6 +40,7 @@ from blinker import Signal
 
 from .. import events
 from ..bus import EventBus, Receiver, Subscription
+from ..config import without_password
 from ..eventlog import SUPERVISOR_CHANNEL, Item, Replay
 from ..events import Event
 from ..health import StorageHealth
@@ -69,14 +70,6 @@ BUFFER_EVENTS = 100_000
 DEFAULT_RETENTION = Retention()
 #: The storage-health kind of Redis failures.
 KIND = "redis"
-
-
-def redacted(url: str) -> str:
-    """``url`` without a password, for logs and ``/healthz``."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 class RedisEventLog:
@@ -121,6 +114,9 @@ class RedisEventLog:
         self._reachable = True
         self._closed = False
         self.mine: dict[int, Event] = {}
+        #: Agents whose events are not written: a fenced node stops them without a word, since
+        #: the other nodes declared them lost (see :mod:`.cluster`).
+        self.muted: set[str] = set()
         self.last_of: dict[str, int] = {}
         self._holes: list[tuple[int, str, int]] = []
         self._tailed = gevent.event.Event()
@@ -132,7 +128,7 @@ class RedisEventLog:
             self._close_clients()
             from ..exceptions import ConfigError
 
-            raise ConfigError(f"cannot reach Redis at {redacted(url)}: {exc}") from exc
+            raise ConfigError(f"cannot reach Redis at {without_password(url)}: {exc}") from exc
         except LeaseHeld:
             self._close_clients()
             raise
@@ -156,11 +152,15 @@ class RedisEventLog:
         """Queue the event for Redis; its id is assigned when it is written (see the module
         docstring). Never yields."""
         event = Event(0, type, agent_name, data)
+        if agent_name in self.muted:
+            return event
         self.writer.put(event, channel or agent_name)
         self._published += 1
         return event
 
     def append_many(self, agent_name: str, items: Iterable[Item]) -> None:
+        if agent_name in self.muted:
+            return
         put = self.writer.put
         for type, data in items:
             put(Event(0, type, agent_name, data), agent_name)
@@ -238,7 +238,7 @@ class RedisEventLog:
     def storage_status(self) -> dict[str, Any]:
         status = self.health.status(self.writer.waiting)
         status["redis"] = {
-            "url": redacted(self.url), "node": self.node, "reachable": self._reachable,
+            "url": without_password(self.url), "node": self.node, "reachable": self._reachable,
             "epoch": self.epoch.id, "epoch_base": self.epoch.base, "tailed_id": self.tailer.position,
             "written_id": self.writer.written_id, "events_waiting": self.writer.waiting,
             "events_dropped": self.writer.dropped_total, "gaps": self.tailer.gaps,
@@ -382,7 +382,7 @@ class RedisEventLog:
         if self._reachable:
             self._reachable = False
             error = exc if isinstance(exc, OSError) else ConnectionError(str(exc) or type(exc).__name__)
-            self.health.failed(SUPERVISOR_CHANNEL, KIND, redacted(self.url), error)
+            self.health.failed(SUPERVISOR_CHANNEL, KIND, without_password(self.url), error)
 
     def reachable(self) -> None:
         if not self._reachable:

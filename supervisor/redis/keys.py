@@ -23,7 +23,7 @@ def check_node_name(node: str) -> str:
 class Keys:
     """Key names; ``prefix`` (default ``as``) of letters, digits and ``._-``."""
 
-    __slots__ = ("prefix", "tag", "epoch", "meta", "stream", "batches", "holes")
+    __slots__ = ("prefix", "tag", "epoch", "meta", "stream", "batches", "holes", "agents")
 
     def __init__(self, prefix: str = "as") -> None:
         if not is_name(prefix):
@@ -40,6 +40,8 @@ class Keys:
         self.batches = f"{self.tag}:batches"
         #: Hash: "<token> <channel>" -> "<id> <count>": events a node dropped after that id.
         self.holes = f"{self.tag}:holes"
+        #: Hash: agent name -> JSON ``{"node": owner, "agent": its agent JSON}`` (the registry).
+        self.agents = f"{self.tag}:agents"
 
     def channel_stream(self, channel: str) -> str:
         """One channel's stream (an agent's, or the supervisor's own): entry ``<id>-0``, field ``event``."""
@@ -49,6 +51,14 @@ class Keys:
         """A node's lease: its token, with a TTL; no key, no lease."""
         return f"{self.tag}:lease:{check_node_name(node)}"
 
+    def control(self, node: str) -> str:
+        """A node's control stream: requests for its agents from other nodes."""
+        return f"{self.tag}:control:{check_node_name(node)}"
+
+    def reply(self, request: str) -> str:
+        """The list one control request's reply is pushed to (it expires)."""
+        return f"{self.tag}:reply:{request}"
+
     def all(self) -> list[str]:
         """The fixed keys (not the per-channel and per-node ones)."""
-        return [self.epoch, self.meta, self.stream, self.batches, self.holes]
+        return [self.epoch, self.meta, self.stream, self.batches, self.holes, self.agents]
