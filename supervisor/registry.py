@@ -149,12 +149,27 @@ class Registry:
             except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged record
                 self._agents[name] = self._unreadable(name, exc)
         recovered = self._end_what_a_crash_left(records)
+        for name, reason in self._declared_lost().items():
+            record = records.get(name)
+            if record is not None and record.state in {state.value for state in ACTIVE_STATES}:
+                # Another node of the cluster said ``lost`` (and ``complete``) of it when this
+                # node's lease expired: that stands, and is not said twice.
+                records[name] = dataclasses.replace(record, state=AgentState.LOST.value, reason=reason)
+                try:
+                    self.store.save(records[name])
+                except OSError:
+                    pass  # reported to the storage health; the agent is listed all the same
         for name, record in records.items():
             try:
                 self._agents[name] = Agent.restore(record, self.eventlog, self.config, self.store,
                                                    self.containment, recovered.get(name))
             except (OSError, ValueError, KeyError, TypeError) as exc:  # fields that cannot be restored
                 self._agents[name] = self._unreadable(name, exc)
+
+    def _declared_lost(self) -> dict[str, str]:
+        """This node's agents that the cluster declared lost (name -> reason); none when alone."""
+        lost = getattr(self.eventlog, "declared_lost", None)  # the Redis backend's
+        return lost() if lost is not None else {}
 
     def _end_what_a_crash_left(self, records: dict[str, AgentRecord]) -> dict[str, Recovered]:
         """Agents that were live when the last server died may have processes still running:

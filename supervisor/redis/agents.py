@@ -45,6 +45,7 @@ def decode(value: bytes | str) -> Entry:
     node, state, reason, body = text.split("\t", 3)
     agent = json.loads(body)
     agent["node"] = node
+    agent.setdefault("state", None)  # a name claimed, its agent not written yet
     if state and agent.get("state") != state:
         agent["state"] = state
         if reason:

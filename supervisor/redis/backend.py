@@ -120,6 +120,7 @@ class RedisEventLog:
         self.last_of: dict[str, int] = {}
         self._holes: list[tuple[int, str, int]] = []
         self._tailed = gevent.event.Event()
+        self._fencing: gevent.event.Event | None = None
         self.lease = Lease(self.client, self.keys, self.node, ttl_ms=lease_ttl_ms)
         try:
             self.epoch = epoch.join(self.client, self.keys, self._floor())
@@ -235,6 +236,15 @@ class RedisEventLog:
         self.copy.forget(agent_name)
         self.last_of.pop(agent_name, None)
 
+    def declared_lost(self) -> dict[str, str]:
+        """This node's agents that the cluster registry says are lost (another node declared
+        them so when this node's lease expired): name -> reason."""
+        from .agents import ClusterAgents
+
+        return {name: str(entry.agent.get("reason") or "") for name, entry in
+                ClusterAgents(self.client, self.keys, self.node).all().items()
+                if entry.node == self.node and entry.state == "lost"}
+
     def storage_status(self) -> dict[str, Any]:
         status = self.health.status(self.writer.waiting)
         status["redis"] = {
@@ -300,8 +310,21 @@ class RedisEventLog:
 
     def fenced(self) -> None:
         """This node's lease is gone (it was taken for dead): its agents stop, it registers
-        again with a new lease."""
+        again with a new lease. The writer and the renewer may both find out: one does it,
+        the other waits for it."""
+        if self._fencing is not None:
+            self._fencing.wait()
+            return
+        self._fencing = gevent.event.Event()
+        try:
+            self._fence()
+        finally:
+            self._fencing.set()
+            self._fencing = None
+
+    def _fence(self) -> None:
         log.error("node %s lost its lease (fenced): its agents are stopped and it registers again", self.node)
+        self.writer.cut("refused: this node was fenced")
         for callback in self.on_fenced:
             try:
                 callback()

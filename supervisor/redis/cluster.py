@@ -43,6 +43,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+#: What a dead node's agents may be in to be declared lost: active, or claimed and never written
+#: (the node died between defining the agent and writing its entry).
+_REAPABLE = [*_ACTIVE, ""]
+
+
+def _last(entry: Entry) -> int:
+    return int(entry.agent.get("last_event_id") or 0)
 #: The agent JSON fields a ``state`` event carries.
 _STATE_FIELDS = ("state", "run", "pid", "exit_code", "signal", "reason")
 
@@ -154,7 +161,18 @@ class Cluster:
     # -- the view --------------------------------------------------------------------------
 
     def _load(self) -> None:
-        self.view = {name: entry for name, entry in self.agents.all().items() if entry.node != self.node}
+        """The other nodes' agents from the cluster registry; where an event told this node
+        something newer than the registry says yet (the owner writes it a moment later), the
+        newer stays."""
+        old = self.view
+        view = {}
+        for name, entry in self.agents.all().items():
+            if entry.node == self.node:
+                continue
+            known = old.get(name)
+            newer = known is not None and known.node == entry.node and _last(known) > _last(entry)
+            view[name] = known if newer and known is not None else entry
+        self.view = view
 
     def _on_event(self, sender: object, event: Event) -> None:
         name = event.agent_name
@@ -211,14 +229,14 @@ class Cluster:
     def watch(self) -> None:
         """Reload the view; reap the agents of nodes whose lease is gone."""
         self._load()
-        owners = {entry.node for entry in self.view.values() if entry.state in _ACTIVE}
+        owners = {entry.node for entry in self.view.values() if (entry.state or "") in _REAPABLE}
         for node, alive in self.agents.leases(owners).items():
             if not alive:
                 self._reap(node)
 
     def _reap(self, node: str) -> None:
         reason = f"node {node!r} stopped renewing its lease: its agents' fate is unknown"
-        moved = self.agents.reap(node, reason, _ACTIVE)
+        moved = self.agents.reap(node, reason, _REAPABLE)
         for name, entry in sorted(moved.items()):
             # RUNNING -> LOST on behalf of the dead owner, once (the script gave them to us).
             agent = entry.agent

@@ -90,13 +90,20 @@ class Writer:
             self._idle.clear()
             self._wake.set()
 
-    def _drop(self, channel: str, count: int) -> None:
+    def _drop(self, channel: str, count: int, why: str = "") -> None:
         if not self._dropped:
-            log.warning("events are being dropped: %d wait for Redis already (the bound);"
-                        " resumers will be told with reset", self.max_events)
+            log.warning("events are being dropped (%s); resumers will be told with reset",
+                        why or f"{self.max_events} wait for Redis already, the bound")
         self._dropped[channel] = self._dropped.get(channel, 0) + count
         self.dropped_total += count
         self.backend.health.events_lost += count
+
+    def cut(self, why: str) -> None:
+        """Drop everything queued now (a fenced node: it was appended while the node may have
+        been taken for dead)."""
+        while self._queue:
+            _, channel, _ = self._queue.popleft()
+            self._drop(channel, 1, why)
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait until everything queued is written; False when ``timeout`` passed first."""
@@ -124,7 +131,7 @@ class Writer:
                 log.exception("writing %d events to Redis failed; they are dropped", self._inflight)
                 for batch in group:
                     for _, channel, _ in batch:
-                        self._drop(channel, 1)
+                        self._drop(channel, 1, "writing them failed")
             finally:
                 self._inflight = 0
 
@@ -176,6 +183,7 @@ class Writer:
     def _write(self, group: list[list[Queued]]) -> None:
         while group:
             batches = [[(channel, tail) for _, channel, tail in batch] for batch in group]
+            token = self.backend.lease.token
             try:
                 firsts = self._retry(lambda: self.backend.appender.append_many(batches))  # noqa: B023  # called at once
             except RedisRefused as exc:
@@ -185,11 +193,13 @@ class Writer:
                     self._retry(self.backend.rejoin)
                     continue
                 if isinstance(exc, Fenced):
+                    # Written while the node may have been taken for dead: refused, and dropped.
                     log.error("this node's lease is gone: %d events it could not write are dropped", sum(map(len, group)))
                     for batch in group:
                         for _, channel, _ in batch:
-                            self._drop(channel, 1)
-                    self._retry(lambda: self.backend.fenced())
+                            self._drop(channel, 1, "refused: this node was fenced")
+                    if self.backend.lease.token == token:  # nobody has registered the node again yet
+                        self._retry(self.backend.fenced)
                     return
                 raise
             else:
