@@ -25,6 +25,12 @@ to it says what ids, fencing and the per-agent streams cost on this machine at t
     scripts/bench_redis.py --batch 200 --depth 1 --repeat 5
     scripts/bench_redis.py --tcp --json results.json
     scripts/bench_redis.py --batch 500 --depth 1 --repeat 5 --reference
+    scripts/bench_redis.py --eventlog --repeat 5     # the whole backend, append to published
+
+``--eventlog`` measures the backend as the server uses it: ``RedisEventLog.append`` (queue,
+serialize once), the writer's group commit, and the tailer reading each event back and
+publishing it on the node's bus: ``written_per_s`` until Redis has acknowledged every event,
+``events_per_s`` until the last one is published; ids checked dense and in order.
 
 Loopback only; every run is bounded and stops by itself.
 """
@@ -159,6 +165,54 @@ def run_reference(url: str, server_pid: int | None, events: int, batch: int, dep
     }
 
 
+def run_eventlog(url: str, server_pid: int | None, events: int, agents: int, line_bytes: int,
+                 prefix: str) -> dict[str, Any]:
+    """The whole backend: ``RedisEventLog.append`` from the hub as agents do (slices of 1,000
+    then a yield, as a PTY reader gives way), its writer's group commit, its tailer reading
+    every event back and publishing it on the bus; timed until the last one is published."""
+    import gevent
+
+    from supervisor.redis.backend import RedisEventLog
+
+    client = connect(url, name="bench-redis-cleanup")
+    keys = Keys(prefix)
+    client.delete(*keys.all(), *[keys.channel_stream(f"agent-{i}") for i in range(agents)], keys.lease("bench"))
+    client.close()
+    log = RedisEventLog(url, "bench", prefix=prefix)
+    published: list[int] = []
+    subscription = log.subscribe(lambda sender, event: published.append(event.id))
+    source = make_events(events, agents, line_bytes)
+    ticks0 = cpu_ticks()
+    own0 = cpu_seconds(os.getpid())
+    redis0 = cpu_seconds(server_pid) if server_pid else 0.0
+    start = time.perf_counter()
+    for at in range(0, events, 1000):
+        for agent, data in source[at:at + 1000]:
+            log.append(agent, "log", data)
+        gevent.sleep(0)
+    log.writer.wait_idle(120)
+    written = time.perf_counter() - start
+    while len(published) < events and time.perf_counter() - start < 120:
+        gevent.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    own = cpu_seconds(os.getpid()) - own0
+    redis_cpu = (cpu_seconds(server_pid) - redis0) if server_pid else None
+    ticks1 = cpu_ticks()
+    first = published[0] if published else 0
+    ok = published == list(range(first, first + events)) and log.writer.dropped_total == 0
+    subscription.close()
+    log.close()
+    return {
+        "target": "eventlog", "events": events, "batch": "group commit", "depth": "-", "agents": agents,
+        "line_bytes": line_bytes, "events_per_s": round(events / elapsed), "append_only_per_s": None,
+        "written_per_s": round(events / written),
+        "seconds": round(elapsed, 3), "client_cpu_pct": round(100 * own / elapsed, 1),
+        "redis_cpu_pct": None if redis_cpu is None else round(100 * redis_cpu / elapsed, 1),
+        "host_steal_pct": round(100 * (ticks1[0] - ticks0[0]) / max(1, ticks1[1] - ticks0[1]), 2),
+        "ids_checked": ok,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="an existing Redis (default: start one of our own)")
@@ -172,6 +226,8 @@ def main() -> int:
     parser.add_argument("--prefix", default="bench", help="key prefix (its keys are deleted first)")
     parser.add_argument("--reference", action="store_true", help="alternate with plain pipelined XADDs")
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
+    parser.add_argument("--eventlog", action="store_true",
+                        help="the whole backend (RedisEventLog: append, group commit, tailer), not the appender")
     args = parser.parse_args()
     if any(d > RETRY_WINDOW for d in args.depth):
         parser.error(f"--depth is at most {RETRY_WINDOW}")
@@ -184,6 +240,23 @@ def main() -> int:
         server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-redis-"))).start()
         url, pid = (server.tcp_url if args.tcp else server.url), server.pid
     runs: list[dict[str, Any]] = []
+    if args.eventlog:
+        try:
+            for _ in range(args.repeat):
+                result = run_eventlog(url, pid, args.events, args.agents, args.line_bytes, args.prefix)
+                runs.append(result)
+                print(json.dumps(result), flush=True)
+        finally:
+            if server is not None:
+                server.close()
+        rates = [r["events_per_s"] for r in runs]
+        print("median", json.dumps({"target": "eventlog", "runs": len(runs),
+                                    "median_written_per_s": round(statistics.median(r["written_per_s"] for r in runs)),
+                                    "median_events_per_s": round(statistics.median(rates)),
+                                    "all_ids_checked": all(r["ids_checked"] for r in runs)}))
+        if args.json:
+            args.json.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+        return 0 if all(r["ids_checked"] for r in runs) else 1
     try:
         for _ in range(args.repeat):
             for batch in args.batch:

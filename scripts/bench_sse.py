@@ -16,6 +16,11 @@ agent's stream and ``/api/stream``, the all-agents merge), and a probe asks ``/h
 20 ms throughout. It reports the watchers' p99 in each window and their ratio, the replays'
 events/s, and the probe's slowest answers.
 
+``--backend redis`` runs our server on the Redis backend (a redis-server of the run's own,
+one node), ``--backend both`` alternates the two, so that what Redis adds is measured in the
+same minutes. ``cluster-2x2500`` (issue 16, run only when named) starts two nodes on one
+redis-server with the tick agent at 20 lines/s on node A, and 2,500 clients on each node.
+
 ``--reference`` also runs each fixed-rate scenario against ``reference_sse_server.py``, the
 simplest fan-out there is (an in-process timer and one send per client), alternating with ours,
 so that the two are measured on the same machine in the same minutes; ``--reference pty`` runs
@@ -36,6 +41,8 @@ from its output log, and its screen from ``GET /screen``.
     scripts/bench_sse.py replay-250k --repeat 3
     scripts/bench_sse.py fanout-1000 --durability fsync   # what fsync per batch costs
     scripts/bench_sse.py fanout-1000 --repeat 5 --base ../base  # against another checkout
+    scripts/bench_sse.py fanout-1000 --backend both --repeat 5   # what the Redis backend adds
+    scripts/bench_sse.py cluster-2x2500                  # two nodes, 2,500 clients each
 
 Loopback only; every run is bounded in time and stops by itself.
 """
@@ -106,6 +113,8 @@ SCENARIOS = {
                  goal="slow one dropped, RSS +2 MB at most, the 50 unaffected"),
         Scenario("tui-1mb", 100, 100, ramp=1, tui_rate=1_000_000,
                  goal="p99 of the line agent's clients at most 1.2x the same without the TUI agent"),
+        Scenario("cluster-2x2500", 5000, 20, ramp=15, warmup=5,
+                 goal="2 nodes x 2,500 clients, the agent on node A: every client gets every event, 0 loss"),
         Scenario("replay-250k", 100, 100, ramp=1, warmup=2, replay=250_000,
                  goal="p99 within 1.5x of the window without the replay, /healthz within 50 ms, >= 100k events/s replayed"),
     )
@@ -198,6 +207,9 @@ class ServerProcess:
             raise SystemExit(f"server did not start: {line!r}")
         self.url = line.split("serving on", 1)[1].strip()
 
+    #: Called after the server stopped (the redis-server a ``redis`` run started for it).
+    after_stop: Callable[[], None] | None = None
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -206,6 +218,8 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        if self.after_stop is not None:
+            self.after_stop()
 
 
 #: Another checkout of this project (``--base``): its server runs as target ``base``, alternating
@@ -213,20 +227,30 @@ class ServerProcess:
 BASE_CHECKOUT: list[Path] = []
 
 
-def _start_ours(scenario: Scenario, tmp: Path, checkout: Path = ROOT,
-                tui: bool = True) -> tuple[ServerProcess, str, dict[str, str]]:
+def _redis_server(tmp: Path) -> Any:
+    """A redis-server of the run's own (tests/support/redis_server.py: unix socket, nothing
+    persisted), for the ``redis`` target and the cluster scenario."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.redis_server import RedisServer
+
+    return RedisServer(tmp / "redis").start()
+
+
+def _start_ours(scenario: Scenario, tmp: Path, checkout: Path = ROOT, tui: bool = True,
+                args: tuple[str, ...] = (), data: str = "data") -> tuple[ServerProcess, str, dict[str, str]]:
     """agent-supervisor with the tick agent under a PTY (and the TUI agent, if the scenario has
     one and ``tui``); the tick agent's stream URL and request headers. ``checkout`` is where
     ``python -m supervisor`` imports the server from (the agents are always this checkout's, so
-    both targets relay the same agents)."""
+    both targets relay the same agents); ``args``: more ``serve`` options (``--redis URL --node
+    NAME``), ``data`` the data directory's name under ``tmp``."""
     server = ServerProcess(
-        [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(tmp / "data")],
-        tmp / "server.log",
+        [sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir", str(tmp / data), *args],
+        tmp / f"server-{data}.log",
         cwd=checkout,
     )
     try:
         # The default configuration, token included: the one written to server.json.
-        token = json.loads((tmp / "data" / "server.json").read_text())["token"]
+        token = json.loads((tmp / data / "server.json").read_text())["token"]
         auth = {"Authorization": f"Bearer {token}"}
         if scenario.replay:
             _fill_history(server.url, auth, scenario.replay)
@@ -268,10 +292,23 @@ def _start_reference(scenario: Scenario, tmp: Path, pty: bool = False) -> tuple[
     return server, f"{server.url}/stream", {}
 
 
+def _start_redis(scenario: Scenario, tmp: Path) -> tuple[ServerProcess, str, dict[str, str]]:
+    """Ours on the Redis backend (one node, a redis-server of its own)."""
+    redis = _redis_server(tmp)
+    try:
+        server, url, headers = _start_ours(scenario, tmp, args=("--redis", redis.url, "--node", "bench"))
+    except BaseException:
+        redis.close()
+        raise
+    server.after_stop = redis.close
+    return server, url, headers
+
+
 Starter = Callable[[Scenario, Path], tuple[ServerProcess, str, dict[str, str]]]
 STARTERS: dict[str, Starter] = {
     "ours": _start_ours,
     "ours-no-tui": lambda scenario, tmp: _start_ours(scenario, tmp, tui=False),
+    "redis": _start_redis,
     "reference": _start_reference,
     "reference-pty": lambda scenario, tmp: _start_reference(scenario, tmp, pty=True),
     "base": lambda scenario, tmp: _start_ours(scenario, tmp, BASE_CHECKOUT[0]),
@@ -532,6 +569,70 @@ def run_replay(scenario: Scenario, sseload: str, duration: float) -> dict[str, A
     }
 
 
+def run_cluster(scenario: Scenario, sseload: str, duration: float) -> dict[str, Any]:
+    """Two nodes on one redis-server, the tick agent on node A; half the clients stream it
+    from A, half from B (which reads it through Redis), both measured over the same window."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        redis = _redis_server(tmp)
+        servers: list[ServerProcess] = []
+        try:
+            b = ServerProcess([sys.executable, "-m", "supervisor", "serve", "--port", "0", "--data-dir",
+                               str(tmp / "b"), "--redis", redis.url, "--node", "B"], tmp / "server-b.log")
+            servers.append(b)
+            a, stream_a, headers_a = _start_ours(scenario, tmp, args=("--redis", redis.url, "--node", "A"), data="a")
+            servers.append(a)
+            token_b = json.loads((tmp / "b" / "server.json").read_text())["token"]
+            headers_b = {"Last-Event-ID": headers_a["Last-Event-ID"], "Authorization": f"Bearer {token_b}"}
+            stream_b = f"{b.url}/api/agents/ticker/stream"
+            half = scenario.clients // 2
+            loads = []
+            for label, url, headers in (("a", stream_a, headers_a), ("b", stream_b, headers_b)):
+                cmd = [sseload, "--url", url, "--clients", str(half), "--duration", str(duration),
+                       "--ramp", str(scenario.ramp), "--warmup", str(scenario.warmup),
+                       "--json", str(tmp / f"sseload-{label}.json"), "--quiet", "--wait-connect", "30",
+                       "--expect-rate", str(scenario.rate)]
+                for name, value in headers.items():
+                    cmd += ["--header", f"{name}: {value}"]
+                loads.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+            time.sleep(scenario.ramp + scenario.warmup)
+            pids = {"a": a.proc.pid, "b": b.proc.pid, "redis": redis.pid}
+            cpu_start = {k: _cpu_seconds(pid) for k, pid in pids.items()}
+            t_start, ticks_start = time.monotonic(), _cpu_ticks()
+            for load in loads:
+                load.communicate(timeout=duration + 120)
+            seconds = max(0.001, time.monotonic() - t_start)
+            cpu = {k: round((_cpu_seconds(pid) - cpu_start[k]) / seconds * 100, 1) for k, pid in pids.items()}
+            ticks_end = _cpu_ticks()
+            steal = (ticks_end[0] - ticks_start[0]) / max(1, ticks_end[1] - ticks_start[1])
+            results = {label: json.loads((tmp / f"sseload-{label}.json").read_text()) for label in ("a", "b")}
+        finally:
+            for server in servers:
+                server.stop()
+            redis.close()
+    nodes = {}
+    for label, result in results.items():
+        events, latency, conns = result["events"], result["latency_ms"], result["connections"]
+        nodes[label] = {"connected": conns["established"], "loss_pct": events["loss_pct"],
+                        "missing": events["missing_ids"], "duplicates": events["duplicate_ids"],
+                        "dropped": conns["normal_dropped_in_window"] + conns["normal_dropped_before_window"],
+                        "events_per_s_per_client": events["per_client_per_sec"],
+                        "p50_ms": latency["p50"], "p99_ms": latency["p99"], "max_ms": latency["max"]}
+    return {"scenario": scenario.name, "target": "redis", "goal": scenario.goal, "clients": scenario.clients,
+            "rate": scenario.rate, "nodes": nodes, "cpu_pct": cpu, "host_steal_pct": round(steal * 100, 1)}
+
+
+def _cluster_summary(result: dict[str, Any]) -> str:
+    parts = [f"{result['scenario']} [redis]:"]
+    for label, node in result["nodes"].items():
+        parts.append(f"node {label.upper()}: conn={node['connected']}/{result['clients'] // 2} loss={node['loss_pct']}% "
+                     f"missing={node['missing']} dup={node['duplicates']} dropped={node['dropped']} "
+                     f"p50={node['p50_ms']}ms p99={node['p99_ms']}ms;")
+    cpu = result["cpu_pct"]
+    parts.append(f"cpu A={cpu['a']}% B={cpu['b']}% redis={cpu['redis']}% steal={result['host_steal_pct']}%")
+    return " ".join(parts)
+
+
 def _replay_summary(result: dict[str, Any]) -> str:
     return (
         f"{result['scenario']} [ours]: conn={result['connected']}/{result['clients']} loss={result['loss_pct']}% "
@@ -559,6 +660,9 @@ def main() -> int:
                         help="another checkout of this project (the commit before a change): its server "
                              "runs alternately with ours, before each of ours, as target 'base'")
     parser.add_argument("--replay-events", type=int, help="events replay-250k replays (default 250,000)")
+    parser.add_argument("--backend", choices=["embedded", "redis", "both"], default="embedded",
+                        help="our server's event log: embedded (the default), the Redis backend on a"
+                             " redis-server of the run's own, or both alternately")
     args = parser.parse_args()
     if args.durability:
         SERVER_ENV["AGENT_SUPERVISOR_DURABILITY"] = args.durability
@@ -568,12 +672,18 @@ def main() -> int:
         BASE_CHECKOUT.append(args.base.resolve())
     if not shutil.which(args.sseload) and not Path(args.sseload).exists():
         raise SystemExit(f"load client not found: {args.sseload} (pass --sseload or set SSELOAD)")
-    names = args.scenarios or list(SCENARIOS)
+    names = args.scenarios or [name for name in SCENARIOS if name != "cluster-2x2500"]
     machine = f"{platform.node()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
     print(f"# {machine}")
     results = []
     for name in names:
         scenario = SCENARIOS[name]
+        if name == "cluster-2x2500":
+            for _ in range(args.repeat):
+                result = run_cluster(scenario, args.sseload, args.duration)
+                results.append(result)
+                print(_cluster_summary(result), flush=True)
+            continue
         if scenario.replay:
             if args.replay_events:
                 scenario = dataclasses.replace(scenario, replay=args.replay_events)
@@ -582,7 +692,10 @@ def main() -> int:
                 results.append(result)
                 print(_replay_summary(result), flush=True)
             continue
-        targets = ["ours", "ours-no-tui"] if scenario.tui_rate else ["ours"]
+        if scenario.tui_rate:
+            targets = ["ours", "ours-no-tui"]
+        else:
+            targets = {"embedded": ["ours"], "redis": ["redis"], "both": ["ours", "redis"]}[args.backend]
         if args.base:
             targets.insert(0, "base")
         if args.reference and scenario.rate and not scenario.slow:

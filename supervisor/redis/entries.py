@@ -8,11 +8,15 @@ the append script puts ``{"id":N,`` in front. Entries of the all-agents stream a
 """
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from ..events import Event
 
 _HEAD = '{"id":0,'
+#: The head of an envelope as :class:`Event` writes it: id, type, timestamp, agent name (no
+#: escapes: types are words, agent names letters, digits and ``._-@``).
+_HEAD_RE = re.compile(r'\{"id":(\d+),"type":"([a-z_]+)","timestamp":"[^"\\]*","agent_name":"([A-Za-z0-9._@-]+)",')
 
 
 def envelope_tail(type: str, agent_name: str, data: dict[str, Any], timestamp: str | None = None) -> str:
@@ -34,12 +38,22 @@ def event_id(entry_id: bytes | str) -> int:
 
 def to_event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
     """The event of one entry; raises ``ValueError`` when the entry is not one of ours or its
-    envelope disagrees with its entry id."""
+    envelope disagrees with its entry id.
+
+    Like a line of the embedded history, the envelope is kept as it is and its ``data`` parsed
+    only when asked (:meth:`Event.stored`): a node relays most events to its clients without
+    ever decoding them. The id, type and agent are read from the envelope's head, which our
+    one serializer writes in a fixed order; anything else is parsed in full."""
     try:
-        event = Event.from_json(fields[b"event"].decode("utf-8"))
+        text = fields[b"event"].decode("utf-8")
     except (KeyError, UnicodeDecodeError) as exc:
         raise ValueError(f"stream entry {entry_id!r} holds no event") from exc
-    if event.id != event_id(entry_id):
+    number = event_id(entry_id)
+    head = _HEAD_RE.match(text)
+    if head is not None and int(head[1]) == number:
+        return Event.stored(number, head[2], head[3], text)
+    event = Event.from_json(text)
+    if event.id != number:
         raise ValueError(f"stream entry {entry_id!r} holds event {event.id}")
     return event
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: How long one XREAD waits for new entries (ms), and the most entries it takes at once.
 BLOCK_MS = 2000
-COUNT = 1000
+COUNT = 2000
 
 
 class Tailer:
