@@ -48,13 +48,17 @@ def to_event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
         text = fields[b"event"].decode("utf-8")
     except (KeyError, UnicodeDecodeError) as exc:
         raise ValueError(f"stream entry {entry_id!r} holds no event") from exc
-    number = event_id(entry_id)
+    return parse(event_id(entry_id), text)
+
+
+def parse(number: int, text: str) -> Event:
+    """The event of entry ``number`` whose envelope is ``text`` (see :func:`to_event`)."""
     head = _HEAD_RE.match(text)
     if head is not None and int(head[1]) == number:
         return Event.stored(number, head[2], head[3], text)
     event = Event.from_json(text)
     if event.id != number:
-        raise ValueError(f"stream entry {entry_id!r} holds event {event.id}")
+        raise ValueError(f"stream entry {number} holds event {event.id}")
     return event
 
 
@@ -75,3 +79,23 @@ def page(reply: Any) -> list[Entry]:
 def read_reply(reply: Any) -> list[Entry]:
     """The entries of an ``XREAD`` reply of one stream (none when it timed out)."""
     return cast(list[Entry], reply[0][1]) if reply else []
+
+
+#: One entry of an ``XREAD`` reply left as Redis sent it: its id and its fields as a flat list
+#: (``[b"channel", channel, b"event", envelope]`` in the all-agents stream).
+RawEntry = tuple[bytes, list[bytes]]
+
+
+def raw_xread(response: Any, **options: Any) -> Any:
+    """A response callback for ``XREAD`` that leaves the reply as it came: the tailer reads
+    thousands of entries a second and needs two fields of each, by position, not a dict."""
+    return response
+
+
+def raw_reply(reply: Any) -> list[RawEntry]:
+    """The entries of a raw ``XREAD`` reply of one stream (see :func:`raw_xread`)."""
+    return cast(list[RawEntry], reply[0][1]) if reply else []
+
+
+def raw_fields(fields: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(fields[::2], fields[1::2]))

@@ -43,6 +43,7 @@ class Tailer:
     def __init__(self, backend: RedisEventLog, client: redis.Redis, position: int) -> None:
         self.backend = backend
         self.client = client
+        client.set_response_callback("XREAD", entries.raw_xread)  # its own client: entries by position
         #: The newest id read.
         self.position = position
         #: Gaps seen (trims past this node, new epochs).
@@ -78,7 +79,7 @@ class Tailer:
         reply = self.client.xread({backend.keys.stream: entries.stream_id(self.position)}, count=COUNT,
                                   block=BLOCK_MS)
         backend.reachable()
-        found = entries.read_reply(reply)
+        found = entries.raw_reply(reply)
         if not found:
             return True  # quiet: a wiped Redis whose ids are below the position looks like this
         first = entries.event_id(found[0][0])
@@ -95,7 +96,7 @@ class Tailer:
         self._publish(found)
         return False
 
-    def _publish(self, found: list[entries.Entry]) -> None:
+    def _publish(self, found: list[entries.RawEntry]) -> None:
         backend = self.backend
         copy = backend.copy
         mine = backend.mine
@@ -103,16 +104,20 @@ class Tailer:
         last = backend.last_of
         holes = False
         for entry_id, fields in found:
-            number = entries.event_id(entry_id)
+            number = int(entry_id[:entry_id.index(b"-")])
+            if len(fields) == 4 and fields[0] == b"channel" and fields[2] == b"event":
+                channel, envelope = fields[1].decode(), fields[3]
+            else:  # written by someone else than lua/append.lua: the slow way
+                named = entries.raw_fields(fields)
+                channel, envelope = named.get(b"channel", b"").decode(), named.get(b"event", b"")
             event = mine.pop(number, None)
             if event is None:
                 try:
-                    event = entries.to_event(entry_id, fields)
-                except ValueError as exc:
-                    log.warning("skipping an entry of %s: %s", backend.keys.stream, exc)
+                    event = entries.parse(number, envelope.decode())
+                except (ValueError, UnicodeDecodeError) as exc:
+                    log.warning("skipping entry %d of %s: %s", number, backend.keys.stream, exc)
                     self.position = number
                     continue
-            channel = fields[b"channel"].decode()
             copy.add(channel, event)
             last[channel] = number
             self.position = number

@@ -42,9 +42,10 @@ class Window:
     def __len__(self) -> int:
         return len(self._events) - self._head
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, size: int) -> None:
+        """Keep ``event`` (``size``: its envelope's length, the measure of the byte bound)."""
         self._events.append(event)
-        self._bytes += len(event.json)
+        self._bytes += size
         while len(self._events) - self._head > self.max_events or (
             self._bytes > self.max_bytes and len(self._events) - self._head > 1
         ):
@@ -93,12 +94,13 @@ class LocalCopy:
         self.last_id = start - 1
 
     def add(self, channel: str, event: Event) -> None:
-        self.all.add(event)
+        size = len(event.json)
+        self.all.add(event, size)
         window = self._channels.get(channel)
         if window is None:
             # A channel new to the copy: none of its events is newer than the copy's start.
             window = self._channels[channel] = Window(self.all.start, self.per_channel, self.channel_bytes)
-        window.add(event)
+        window.add(event, size)
         self.last_id = event.id
 
     def channel(self, channel: str) -> Window:
