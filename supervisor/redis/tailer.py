@@ -123,6 +123,9 @@ class Tailer:
             self.position = number
             if event.type == events.ERROR and event.data.get("code") == EVENTS_DROPPED:
                 holes = True
+            elif event.type == events.AGENT_REMOVED:  # its history is gone: a new one of that name starts empty
+                copy.forget(event.agent_name)
+                last.pop(event.agent_name, None)
             try:
                 publish(event)
             except Exception:  # a receiver connected to a signal directly raised (blinker's contract)
