@@ -34,3 +34,19 @@ def test_bench_redis_runs_ours_and_the_reference(tmp_path: Path) -> None:
         assert result["redis_cpu_pct"] is not None
     assert [(m["batch"], m["depth"], m["runs"]) for m in results["medians"]] == [(50, 1, 2), (50, 4, 2)]
     assert all("ratio_to_reference" in m for m in results["medians"])
+
+
+@pytest.mark.timeout(120)
+def test_bench_redis_eventlog_runs_the_whole_backend(tmp_path: Path) -> None:
+    """``--eventlog``: RedisEventLog from append to published, every id dense and in order."""
+    require()
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_redis.py"), "--eventlog", "--events", "5000",
+         "--repeat", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert run.returncode == 0, run.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 2 and all(r["target"] == "eventlog" and r["ids_checked"] is True for r in runs)
+    assert all(r["written_per_s"] > 0 and r["events_per_s"] > 0 for r in runs)
