@@ -101,7 +101,8 @@ def test_an_agent_on_a_streams_from_b_with_replay_live_and_resume(nodes: Callabl
 def test_input_and_stop_sent_to_b_reach_a_and_list_shows_both_nodes(nodes: Callable[..., Server]) -> None:
     """``input`` and ``stop`` posted to B are carried out on A (its own history says so); B
     lists both nodes' agents with their node, as does ``agent-supervisor list`` against B;
-    names are unique across the cluster; an unknown node is 504 node_unavailable."""
+    names are unique across the cluster; a create with ``"node": "A"`` sent to B runs on A; an
+    unknown node is 504 node_unavailable."""
     a, b = nodes("A"), nodes("B")
     a.create(name="on-a", command=TICKER)
     b.create(name="on-b", command=python_agent("import time; print('b here', flush=True); time.sleep(30)"))
@@ -126,6 +127,10 @@ def test_input_and_stop_sent_to_b_reach_a_and_list_shows_both_nodes(nodes: Calla
     assert stopped.status == 202 and stopped.json()["node"] == "A"
     a.wait_state("on-a", "exited")
     wait_for(lambda: b.get("/api/agents/on-a")["state"] == "exited", timeout=10, what="B to see it exited")
+    sent_to_a = b.request("POST", "/api/agents", {"name": "made-on-a", "command": TICKER, "node": "A"})
+    assert sent_to_a.status == 201 and sent_to_a.json()["node"] == "A", sent_to_a.body
+    assert a.get("/api/agents/made-on-a")["node"] == "A"  # A runs it: A's own registry has it
+    a.request("POST", "/api/agents/made-on-a/stop", {"grace_s": 0})
     elsewhere = b.request("POST", "/api/agents", {"name": "far", "command": ["true"], "node": "nowhere"})
     assert elsewhere.status == 504 and elsewhere.json()["error"]["code"] == "node_unavailable"
     deleted = b.request("DELETE", "/api/agents/on-a")
