@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from supervisor.config import is_node_name
 from supervisor.exceptions import InvalidRequest
 
 from .errors import ApiError
@@ -54,16 +55,14 @@ def _object(body: Any) -> dict[str, Any]:
 def create() -> tuple[Any, int]:
     ext = current()
     body = read_json()
-    node = body.get("node") if isinstance(body, dict) else None
-    if node is not None and ext.registry.cluster is None:
-        raise InvalidRequest('"node" needs a cluster (serve --redis URL)')
+    if ext.registry.cluster is None or not isinstance(body, dict):  # alone, "node" is an unknown field
+        return _summary(ext.registry.create(body).name), 201
+    node = body.get("node")
     if node is not None and node != ext.config.node:
-        if not isinstance(node, str):
-            raise InvalidRequest('"node" must be the name of a node of the cluster')
+        if not isinstance(node, str) or not is_node_name(node):
+            raise InvalidRequest('"node" must be the name of a node of the cluster (1-64 letters, digits and ._-)')
         return _forward(node, "create", str(body.get("name", "")), {k: v for k, v in body.items() if k != "node"})
-    if isinstance(body, dict):
-        body = {k: v for k, v in body.items() if k != "node"}
-    agent = ext.registry.create(body)
+    agent = ext.registry.create({k: v for k, v in body.items() if k != "node"})
     return _summary(agent.name), 201
 
 

@@ -340,6 +340,11 @@ _REDIS_URL = re.compile(r"(redis|unix)://\S+")
 _NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+def is_node_name(name: str) -> bool:
+    """1-64 letters, digits and ``._-``: a node's name is part of Redis keys (as a host name is)."""
+    return bool(_NODE_NAME.fullmatch(name))
+
+
 def default_node_name() -> str:
     """The host name (its first label), as a node name: letters, digits and ``._-``."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:64]

@@ -131,6 +131,8 @@ def test_input_and_stop_sent_to_b_reach_a_and_list_shows_both_nodes(nodes: Calla
     assert sent_to_a.status == 201 and sent_to_a.json()["node"] == "A", sent_to_a.body
     assert a.get("/api/agents/made-on-a")["node"] == "A"  # A runs it: A's own registry has it
     a.request("POST", "/api/agents/made-on-a/stop", {"grace_s": 0})
+    bad = b.request("POST", "/api/agents", {"name": "far", "command": ["true"], "node": "no such/node"})
+    assert bad.status == 400 and bad.json()["error"]["code"] == "invalid_request"
     elsewhere = b.request("POST", "/api/agents", {"name": "far", "command": ["true"], "node": "nowhere"})
     assert elsewhere.status == 504 and elsewhere.json()["error"]["code"] == "node_unavailable"
     deleted = b.request("DELETE", "/api/agents/on-a")
