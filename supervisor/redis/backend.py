@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import gevent
 import gevent.event
@@ -52,9 +52,9 @@ from .append import Appender, Retention
 from .connection import connect
 from .cursor import RedisCursor
 from .errors import LeaseHeld
+from .holes import Holes
 from .keys import Keys, check_node_name
 from .lease import LEASE_TTL_MS, Lease
-from .scripts import HOLE
 from .tailer import BLOCK_MS, Tailer
 from .window import LocalCopy
 from .writer import RETRY_MAX_S, UNREACHABLE, Writer
@@ -118,7 +118,6 @@ class RedisEventLog:
         #: the other nodes declared them lost (see :mod:`.cluster`).
         self.muted: set[str] = set()
         self.last_of: dict[str, int] = {}
-        self._holes: list[tuple[int, str, int]] = []
         self._tailed = gevent.event.Event()
         self._fencing: gevent.event.Event | None = None
         self.lease = Lease(self.client, self.keys, self.node, ttl_ms=lease_ttl_ms)
@@ -138,7 +137,8 @@ class RedisEventLog:
         self.copy = LocalCopy(self.epoch.seq + 1, copy_events, copy_per_channel)
         self.copy.epoch = self.epoch.id
         self._previous: LocalCopy | None = None
-        self._load_holes()
+        self.holes = Holes(self.client, self.keys)
+        self.holes.load()
         self.writer = Writer(self, buffer_events)
         self.tailer = Tailer(self, self._tail_client, self.epoch.seq)
         self._renewer: gevent.Greenlet[..., Any] = gevent.spawn(self._renew_forever)
@@ -304,7 +304,7 @@ class RedisEventLog:
                 self.lease.acquire()
             except LeaseHeld:
                 pass  # another process holds this node's name: its writes will be fenced
-        self._load_holes()
+        self.holes.load()
         for callback in self.on_rejoined:
             callback()
 
@@ -362,32 +362,10 @@ class RedisEventLog:
     def holes_changed(self) -> None:
         """A node wrote a hole (events it dropped): know it, and resync the live streams."""
         try:
-            self._load_holes()
+            self.holes.load()
         except UNREACHABLE as exc:
             self.unreachable(exc)
         self.resyncs.send(self)
-
-    def _load_holes(self) -> None:
-        holes = []
-        stored = cast(dict[bytes, bytes], self.client.hgetall(self.keys.holes))
-        for field, value in stored.items():
-            _, _, channel = field.decode().partition(" ")
-            seq, _, count = value.decode().partition(" ")
-            holes.append((int(seq), channel, int(count)))
-        self._holes = holes
-
-    def record_hole(self, token: str, dropped: dict[str, int]) -> None:
-        """Write what this node dropped, as a hole after Redis's current id (one script)."""
-        args: list[str | int] = [token]
-        for channel, count in dropped.items():
-            args += [channel, count]
-        HOLE(self.client, [self.keys.meta, self.keys.holes], args)
-        self._load_holes()
-
-    def dropped_after(self, after_id: int, channel: str | None) -> int:
-        """Events dropped (never written) that a reader at ``after_id`` has not seen."""
-        return sum(count for seq, name, count in self._holes
-                   if after_id <= seq and (channel is None or name == channel))
 
     def missed_in_previous(self, after_id: int, channel: str | None) -> int:
         """What this node saw of the previous epoch after ``after_id`` (a lower bound of what

@@ -83,7 +83,7 @@ class RedisCursor:
         if after > backend.last_id() and after > backend.seq():
             self.reset, self._after = True, 0  # an id Redis never issued: replay everything
             return
-        missed = backend.dropped_after(after, self.channel)
+        missed = backend.holes.missed_after(after, self.channel)
         if not self._window().covers(after):
             missed += self._trimmed(after)
         self.missed = missed

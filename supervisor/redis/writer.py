@@ -154,7 +154,7 @@ class Writer:
         """Write the hole now (its count is final), and the event that tells the streams."""
         dropped, self._dropped = self._dropped, {}
         token = secrets.token_hex(6)
-        self._retry(lambda: self.backend.record_hole(token, dropped))
+        self._retry(lambda: self.backend.holes.record(token, dropped))
         total = sum(dropped.values())
         from ..eventlog import SUPERVISOR_CHANNEL
 
