@@ -337,12 +337,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 _REDIS_URL = re.compile(r"(redis|unix)://\S+")
-_NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
 def is_node_name(name: str) -> bool:
-    """1-64 letters, digits and ``._-``: a node's name is part of Redis keys (as a host name is)."""
-    return bool(_NODE_NAME.fullmatch(name))
+    """1-64 letters, digits and ``._-`` (:func:`supervisor.names.is_name`): a node's name is
+    part of Redis keys, as a host name is."""
+    return is_name(name)
 
 
 def default_node_name() -> str:
@@ -394,7 +392,7 @@ def _coerce(key: str, raw: object, source: str, base: Path | None) -> Any:
             raise _bad(key, "must be redis://HOST:PORT/DB or unix:///PATH", raw, source)
         return raw
     if kind == "node":
-        if not isinstance(raw, str) or not _NODE_NAME.fullmatch(raw):
+        if not is_name(raw):
             raise _bad(key, "must be 1-64 letters, digits and ._-", raw, source)
         return raw
     if kind == "origins":
