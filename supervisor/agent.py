@@ -103,7 +103,9 @@ class Agent:
         self._partial_timer: gevent.Greenlet[..., Any] | None = None
         self._backoff: gevent.Greenlet[..., Any] | None = None
         #: The virtual screen of the current (or last) run (see supervisor.screen.live).
-        self.screen = LiveScreen(spec.screen, self._on_screen_settled, config.screen_settle_s)
+        self.screen = LiveScreen(spec.screen, self._on_screen_settled, config.screen_settle_s,
+                                 worker=config.screen_worker, on_reply=self._screen_reply,
+                                 on_failure=self._screen_failed)
 
     @property
     def name(self) -> str:
@@ -304,8 +306,7 @@ class Agent:
         # are answered with the screen's cursor. The pieces cut the chunk where it switches.
         for piece, full_screen in self.screen.pieces(data):
             if full_screen:
-                self.screen.feed(piece)  # may yield to the hub between slices
-                reply = self.screen.answer(piece)
+                reply = self.screen.feed(piece, answer=True)  # may wait for the screen
             else:
                 reply, outputs = pipeline.feed(piece, now)
                 if outputs:
@@ -331,6 +332,15 @@ class Agent:
         if pipeline is not None and lines and data["alternate"]:
             self._emit_all(pipeline.extract_screen(lines, data["seq"]))
             self._take_counts(pipeline)
+
+    def _screen_reply(self, data: bytes) -> None:
+        """A screen worker's answer to a terminal query of the program."""
+        if self._process is not None:
+            self._process.reply(data)
+
+    def _screen_failed(self, message: str, data: dict[str, Any]) -> None:
+        """The screen's worker failed (and was replaced, or the screen given up): tell the user."""
+        self._emit(events.ERROR, {**data, "message": message})
 
     def _take_counts(self, pipeline: OutputPipeline) -> None:
         """The run's counts, from its pipeline; its new cuts are added to :attr:`cuts_counted`."""

@@ -137,6 +137,7 @@ class Config:
     partial_line_s: float = 0.25  # how long text without a newline waits to show as a partial line
     screen: str = "auto"  # an agent's virtual screen: auto (from the alternate screen on), on, off
     screen_settle_s: float = 1.0  # a screen still this long is settled: a `screen` event, extractors
+    screen_worker: bool = True  # each screen's emulator in a process of its own (off: in the server's)
     stop_grace_s: float = 5.0
     containment: str = "auto"  # one of CONTAINMENT_MODES
     leftovers: str = "kill"  # one of LEFTOVERS; an agent's own ``leftovers`` wins
@@ -228,7 +229,7 @@ _KINDS: dict[str, str] = {
     "default_extractors": "extractors", "profiles": "profiles",
     "output_log_max_bytes": "int", "output_log_backups": "int", "input_wait_s": "float",
     "metrics_public": "bool", "agents": "agents",
-    "screen": "choice", "screen_settle_s": "float",
+    "screen": "choice", "screen_settle_s": "float", "screen_worker": "bool",
     "redis_url": "redis_url", "node": "node", "lease_ttl_s": "float", "redis_buffer_events": "int",
     "control_timeout_s": "float",
 }

@@ -12,7 +12,7 @@ import re
 
 from supervisor.ansi import ALT_SCREEN_MODES, as_bytes
 
-__all__ = ["AlternateScreenDetector", "alternate_switches"]
+__all__ = ["AlternateScreenDetector", "alternate_switches", "unfinished_switch"]
 
 _ENTER = re.compile(as_bytes(rf"\x1b\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?h"))
 _SWITCH = re.compile(as_bytes(rf"\x1b\[\?(?:[0-9;]*;)?(?:{'|'.join(ALT_SCREEN_MODES)})(?:;[0-9;]*)?([hl])"))
@@ -28,6 +28,13 @@ def alternate_switches(data: bytes) -> list[tuple[int, bool]]:
 _PREFIX = re.compile(rb"\x1b(?:\[(?:\?[0-9;]*)?)?\Z")
 #: Longest start kept for the next chunk; a longer run of parameters is no mode switch we know.
 _TAIL_MAX = 64
+
+
+def unfinished_switch(data: bytes) -> int:
+    """Where a sequence that may be a switch starts and is cut by the end of ``data``; -1 if
+    none (the part to scan again with the next chunk)."""
+    i = data.rfind(b"\x1b", max(0, len(data) - _TAIL_MAX))
+    return i if i >= 0 and _PREFIX.match(data, i) else -1
 
 
 class AlternateScreenDetector:

@@ -21,6 +21,7 @@ is what it would be in the line the program printed.
 from __future__ import annotations
 
 from supervisor.screen.emulator import ScreenLine, VirtualScreen
+from supervisor.screen.mirror import ScreenMirror
 from supervisor.widths import all_narrow, char_width
 
 __all__ = ["printed_lines"]
@@ -45,7 +46,7 @@ def _runs_to_the_margin(row: str, cols: int) -> bool:
     return not ("\u2500" <= last <= "\u257f")  # box drawing: the right edge of a frame
 
 
-def printed_lines(screen: VirtualScreen) -> list[ScreenLine]:
+def printed_lines(screen: VirtualScreen | ScreenMirror) -> list[ScreenLine]:
     """The screen's lines, soft-wrapped rows and rows a program drew up to the margin joined;
     ``first`` and ``last`` are the rows each takes (0-based)."""
     rows = screen.snapshot()["text"]
