@@ -25,6 +25,7 @@ bp = Blueprint("screen", __name__, url_prefix="/api/agents")
 def show(name: str) -> dict[str, Any]:
     agent = current().registry.get(name)
     live = agent.screen
+    live.wait_ready(2.0)  # a screen whose worker is starting is shown, not denied
     screen = live.current
     if screen is None:
         why = {"off": "its screen setting is off",

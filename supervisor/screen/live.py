@@ -55,6 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from gevent.hub import get_hub
 
 from supervisor.screen.detector import AlternateScreenDetector, alternate_switches, unfinished_switch
@@ -124,6 +125,7 @@ class LiveScreen:
         self._byte_alternate = False  # worker mode: the alternate screen's state, from the bytes
         self._switch_tail = b""  # the start of a switch sequence cut by the end of a chunk
         self._given_up = False  # the worker failed too often: no screen for the rest of the run
+        self._ready = Event()  # set by each update (see wait_ready)
         #: Worker restarts, this run and in all (for the user and the metrics).
         self.restarts = 0
         self.restarts_total = 0
@@ -163,6 +165,25 @@ class LiveScreen:
         if self.worker:
             return self._byte_alternate and self._screen is not None
         return self._screen is not None and self._screen.alternate
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The pid of the run's screen worker, while it has one."""
+        return self._link.pid if self._link is not None and self._link.alive else None
+
+    @property
+    def worker_queued(self) -> int:
+        """Bytes waiting for the worker's pipe."""
+        return self._link.queued if self._link is not None else 0
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait (this greenlet only, at most ``timeout``) while the run's screen is a worker's
+        that has not sent its first update: the worker starts in some 80 ms, and a screen
+        that exists is shown rather than denied."""
+        screen = self._screen
+        if isinstance(screen, ScreenMirror) and not screen.ready and self._link is not None:
+            self._ready.clear()
+            self._ready.wait(timeout)
 
     def pieces(self, data: bytes) -> list[tuple[bytes, bool]]:
         """``data`` cut where it enters or leaves the alternate screen, each piece with whether
@@ -271,6 +292,7 @@ class LiveScreen:
     def _updated(self, update: dict[str, Any]) -> None:
         mirror = self._screen
         if isinstance(mirror, ScreenMirror) and mirror.apply(update):
+            self._ready.set()
             self._changed()
 
     def _reply(self, data: bytes) -> None:
@@ -301,6 +323,7 @@ class LiveScreen:
             self._cancel_timer()
             message = (f"the screen's worker process {reason}, {self.restarts} times this run: the screen is off"
                        " for the rest of the run, and its output is read as lines")
+        self._ready.set()
         log.warning("run %d: %s", self.run, message)
         if self._on_failure is not None:
             try:
