@@ -138,6 +138,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def _worker_cpu_seconds(server_pid: int) -> dict[int, float]:
+    """CPU seconds of each screen worker of the server (its children running
+    ``supervisor.screen.worker``), by pid."""
+    found: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != server_pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"supervisor.screen.worker" not in f.read():
+                    continue
+        except (OSError, IndexError, ValueError):
+            continue
+        found[int(entry)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return found
+
+
 def _cpu_ticks() -> tuple[int, int, int, int]:
     """(steal, total, idle, busy) jiffies of the whole machine, from /proc/stat (idle with
     iowait; busy: user, nice and system time of processes; interrupts are left out, since the
@@ -344,6 +365,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
             tree_start = _tree_cpu_seconds(pid)
             load_start = load_now = _cpu_seconds(load.pid)
+            workers_start = _worker_cpu_seconds(pid)
             rss_peak = 0
             while load.poll() is None and time.monotonic() - t_start < duration:
                 rss_peak = max(rss_peak, _rss_kb(pid))
@@ -355,6 +377,8 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             window = max(0.001, time.monotonic() - t_start)
             server_seconds = _cpu_seconds(pid) - cpu_start
             cpu = server_seconds / window
+            workers = _worker_cpu_seconds(pid)
+            worker_cpu = sum(t - workers_start.get(p, 0.0) for p, t in workers.items()) / window
             tui_rate = ((tui_log.stat().st_size - tui_bytes) / window) if tui_log.exists() else 0.0
             tui_screen = None
             if tui_log.exists():
@@ -392,6 +416,8 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
         "p99_ms": latency["p99"],
         "max_ms": latency["max"],
         "server_cpu_pct": round(cpu * 100, 1),
+        # The screen workers' (separate processes, not in server_cpu_pct).
+        "screen_worker_cpu_pct": round(worker_cpu * 100, 1),
         "server_rss_mb_before": round(rss_before / 1024, 1),
         "server_rss_mb_peak": round(rss_peak / 1024, 1),
         "server_rss_kb_per_client": round((rss_peak - rss_before) / max(1, normal), 2),
@@ -762,7 +788,10 @@ def _tui_ratio(runs: list[dict[str, Any]]) -> str:
             f"pairs {', '.join(f'{p:.2f}' for p in pairs)}; quiet pairs {', '.join(f'{p:.2f}' for p in quiet) or '-'}; "
             f"TUI agent {statistics.median(r['tui_bytes_per_s'] for r in with_tui) / 1e6:.2f} MB/s, "
             f"CPU {statistics.median(r['server_cpu_pct'] for r in with_tui):.0f}% vs "
-            f"{statistics.median(r['server_cpu_pct'] for r in without):.0f}%")
+            f"{statistics.median(r['server_cpu_pct'] for r in without):.0f}%, "
+            f"screen worker {statistics.median(r['screen_worker_cpu_pct'] for r in with_tui):.0f}%, "
+            f"machine busy {statistics.median(r['machine_busy_pct'] for r in with_tui):.0f}% vs "
+            f"{statistics.median(r['machine_busy_pct'] for r in without):.0f}%")
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -773,7 +802,8 @@ def _summary(result: dict[str, Any]) -> str:
         f"rss/client={result['server_rss_kb_per_client']}KB slow_dropped={result['slow_clients_dropped']} "
         f"rss_peak={result['server_rss_mb_peak']}MB (before {result['server_rss_mb_before']}MB) "
         f"steal={result['host_steal_pct']}% machine_busy={result['machine_busy_pct']}% others={result.get('others_cpu_pct')}%"
-        + (f" tui={result['tui_bytes_per_s'] / 1e6:.2f}MB/s ({result['tui_screen']})" if result.get("tui_screen") else "")
+        + (f" tui={result['tui_bytes_per_s'] / 1e6:.2f}MB/s ({result['tui_screen']})"
+           f" worker_cpu={result['screen_worker_cpu_pct']}%" if result.get("tui_screen") else "")
     )
 
 

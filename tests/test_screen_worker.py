@@ -77,6 +77,12 @@ def _text(registry: Registry, name: str) -> list[str]:
     return screen.snapshot()["text"] if screen is not None else []
 
 
+def _worker(agent: Any) -> int:
+    """The pid of the agent's screen worker, once it has one."""
+    pid: int = gwait(lambda: agent.screen.worker_pid, 10, "a screen worker")
+    return pid
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -91,13 +97,12 @@ def test_a_killed_worker_is_replaced_the_screen_comes_back_and_the_user_is_told(
     next shows on the screen."""
     agent = registry.create({"name": "tui", "command": [PY, "-c", TUI], "cols": 40, "rows": 10})
     gwait(lambda: _text(registry, "tui")[2:3] == ["ready"], 15, "the first screen")
-    first = agent.screen.worker_pid
-    assert first is not None
+    first = _worker(agent)
     os.kill(first, signal.SIGKILL)
     told = gwait(lambda: history(registry, "tui", events.ERROR), 10, "the user to be told")
     assert told[0].data["code"] == "screen_worker_failed" and told[0].data["reason"] == "killed by SIGKILL"
     assert "took over" in told[0].data["message"] and not told[0].data.get("screen_off")
-    second = gwait(lambda: agent.screen.worker_pid, 10, "a new worker")
+    second = _worker(agent)
     assert second != first and not _alive(first)
     assert agent.state is not None and agent.state.value == "running"
     text = _text(registry, "tui")
@@ -117,9 +122,8 @@ def test_a_worker_that_keeps_dying_turns_the_screen_off_and_the_output_becomes_l
     agent = registry.create({"name": "dying", "command": [PY, "-c", TUI], "cols": 40, "rows": 10})
     gwait(lambda: _text(registry, "dying")[2:3] == ["ready"], 15, "the first screen")
     for n in range(live_module.MAX_RESTARTS + 1):
-        pid = gwait(lambda: agent.screen.worker_pid, 10, "a worker")
-        os.kill(pid, signal.SIGKILL)
-        gwait(lambda n=n: len(history(registry, "dying", events.ERROR)) == n + 1, 10, "the notice")
+        os.kill(_worker(agent), signal.SIGKILL)
+        gwait(lambda: len(history(registry, "dying", events.ERROR)) == n + 1, 10, "the notice")  # noqa: B023
     last = history(registry, "dying", events.ERROR)[-1].data
     assert last["screen_off"] and "off for the rest of the run" in last["message"]
     assert agent.screen.current is None and agent.screen.worker_pid is None
@@ -135,8 +139,7 @@ def test_a_hanging_worker_is_killed_and_replaced(registry: Registry, monkeypatch
     flood goes on to its end on the new worker."""
     monkeypatch.setattr(live_module, "HANG_S", 0.5)
     agent = registry.create({"name": "hang", "command": [PY, "-c", FLOOD.format(mb=8)], "cols": 80, "rows": 40})
-    pid = gwait(lambda: agent.screen.worker_pid, 15, "a worker")
-    os.kill(pid, signal.SIGSTOP)
+    os.kill(_worker(agent), signal.SIGSTOP)
     told = gwait(lambda: history(registry, "hang", events.ERROR), 15, "the hang to be noticed")
     assert told[0].data["reason"] == "killed by SIGKILL"
     gwait(lambda: _text(registry, "hang")[:1] == ["end"], 30, "the end of the flood")
