@@ -117,6 +117,9 @@ def _agents(ext: Supervisor) -> Iterator[Family]:
            [("", {"agent": a.name}, a.lines_total) for a in agents])
     yield ("agent_extractions_total", "counter", "Extractions from the agent's output, since this server started.",
            [("", {"agent": a.name}, a.extractions_total) for a in agents])
+    yield ("agent_screen_worker_restarts_total", "counter",
+           "Screen worker processes of the agent that died or hung and were replaced, since this server started.",
+           [("", {"agent": a.name}, a.screen.restarts_total) for a in agents])
     yield ("agent_stream_clients", "gauge", "SSE clients of the agent's own stream.",
            [("", {"agent": a.name}, ext.streams.clients_of(a.name)) for a in agents])
     usage = [(agent.name, figures) for agent in agents if (figures := agent.custody.usage()) is not None]

@@ -138,6 +138,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def _log_bytes(log: Path) -> int:
+    """Bytes in an agent's output log and its rotated backups (the TUI agent's 1 MB/s rotates
+    the 10 MB log within a run: the log alone would count only what came after)."""
+    if not log.parent.exists():
+        return 0
+    return sum(p.stat().st_size for p in log.parent.glob(log.name + "*"))
+
+
 def _worker_cpu_seconds(server_pid: int) -> dict[int, float]:
     """CPU seconds of each screen worker of the server (its children running
     ``supervisor.screen.worker``), by pid."""
@@ -361,7 +369,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             # Sample the server over the measurement window (sseload starts it after ramp+warmup).
             time.sleep(scenario.ramp + scenario.warmup)
             tui_log = Path(tmp) / "data" / "agents" / "tui" / "output.log"
-            tui_bytes = tui_log.stat().st_size if tui_log.exists() else 0
+            tui_bytes = _log_bytes(tui_log)
             cpu_start, t_start, ticks_start = _cpu_seconds(pid), time.monotonic(), _cpu_ticks()
             tree_start = _tree_cpu_seconds(pid)
             load_start = load_now = _cpu_seconds(load.pid)
@@ -379,7 +387,7 @@ def run(scenario: Scenario, sseload: str, duration: float, target: str = "ours")
             cpu = server_seconds / window
             workers = _worker_cpu_seconds(pid)
             worker_cpu = sum(t - workers_start.get(p, 0.0) for p, t in workers.items()) / window
-            tui_rate = ((tui_log.stat().st_size - tui_bytes) / window) if tui_log.exists() else 0.0
+            tui_rate = ((_log_bytes(tui_log) - tui_bytes) / window) if tui_log.exists() else 0.0
             tui_screen = None
             if tui_log.exists():
                 screen = _get(server.url + "/api/agents/tui/screen", headers)

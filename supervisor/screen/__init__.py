@@ -7,8 +7,12 @@
 - ``grid.py``: rows of cells and how they render as text and as SGR-coloured strings.
 - ``text.py``: the screen's text as the lines a program printed (rows it wrapped joined), for
   extractors.
-- ``live.py``: an agent's screen on the gevent hub (the one module here that uses gevent):
-  the ``screen`` setting, feeding in bounded slices, settling, watchers. Not imported here.
+- ``worker.py``: the emulator in a process of its own (``python -m supervisor.screen.worker``),
+  sending the rows that changed; ``protocol.py``: the frames between it and the server;
+  ``mirror.py``: the server's copy of a worker's screen, read like an emulator.
+- ``live.py`` and ``link.py``: an agent's screen on the gevent hub (the modules here that use
+  gevent): the ``screen`` setting, the worker's process and pipes, settling, watchers. Not
+  imported here.
 """
 from supervisor.screen.detector import AlternateScreenDetector
 from supervisor.screen.emulator import DEC_GRAPHICS, Cursor, ScreenLine, VirtualScreen

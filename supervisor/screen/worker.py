@@ -21,6 +21,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 from supervisor.screen.emulator import VirtualScreen
 from supervisor.screen.protocol import (
@@ -55,6 +56,10 @@ class Worker:
         self.out = out
         self.sent_seq = self.screen.seq
         self.sent_at = 0.0
+        # What the server has of each row, and the rest of the last update: a TUI redraws
+        # whole screens that mostly did not change, and unchanged rows are not sent again.
+        self.sent_rows: list[tuple[str, str, bool]] = [("", "", False)] * rows
+        self.sent_rest: tuple[Any, ...] = ()
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -88,10 +93,23 @@ class Worker:
             return
         changes = self.screen.changes(self.sent_seq)
         self.sent_seq = changes["seq"]
+        rows = self.sent_rows
+        resized = len(rows) != changes["rows"] or self.sent_rest[:2] != (changes["cols"], changes["rows"])
+        if resized:
+            rows = self.sent_rows = [("", "", False)] * changes["rows"]
+        changed = []
+        for c in changes["changed"]:
+            row = (c["text"], c["ansi"], c["wrapped"])
+            if resized or rows[c["row"]] != row:
+                rows[c["row"]] = row
+                changed.append([c["row"], *row])
+        rest = (changes["cols"], changes["rows"], changes["cursor"], changes["alternate"], changes["modes"], self.gen)
+        if not changed and rest == self.sent_rest and not always:
+            return
+        self.sent_rest = rest
         update = {
             "gen": self.gen, "cols": changes["cols"], "rows": changes["rows"], "cursor": changes["cursor"],
-            "alternate": changes["alternate"], "modes": changes["modes"],
-            "changed": [[c["row"], c["text"], c["ansi"], c["wrapped"]] for c in changes["changed"]],
+            "alternate": changes["alternate"], "modes": changes["modes"], "changed": changed,
         }
         self.write(frame(UPDATE, json.dumps(update, ensure_ascii=False, separators=(",", ":")).encode()))
 
