@@ -42,8 +42,9 @@ __all__ = ["INTERVAL_S", "NICE", "main"]
 
 #: Updates are sent at most this often (the screen streams coalesce to 50 ms on top).
 INTERVAL_S = 0.02
-#: The worker's niceness: the screen is a view, the server's streams come first.
-NICE = 5
+#: The worker's niceness: the screen is a view, the server's streams come first (nice 5 gave
+#: tui-1mb 1.42x, nice 10 1.18x: docs/PERFORMANCE.md).
+NICE = 10
 
 
 class Worker:
