@@ -26,6 +26,7 @@ from supervisor.registry import Registry
 from supervisor.screen import VirtualScreen
 from supervisor.screen import live as live_module
 from supervisor.screen.emulator import ScreenLine
+from supervisor.screen.link import WorkerLink
 from supervisor.screen.live import QUEUE_MAX, LiveScreen
 from supervisor.screen.mirror import ScreenMirror, seed
 
@@ -190,13 +191,26 @@ def test_screens_started_and_ended_200_times_leave_no_process_and_no_descriptor(
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    def kids() -> set[int]:  # this process's children (other tests' servers may be among them)
+        return {pid for pid, _, _ in children(os.getpid())}
+
     one(0)
-    before = fds()
-    for batch in range(25):
-        gevent.joinall([gevent.spawn(one, batch * 8 + i) for i in range(8)], raise_error=True)
+    before, kids_before = fds(), kids()
+    started: set[int] = set()
+    real_start = WorkerLink.__init__
+
+    def counting_start(self: WorkerLink, *args: Any, **kwargs: Any) -> None:
+        real_start(self, *args, **kwargs)
+        started.add(self.pid)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WorkerLink, "__init__", counting_start)
+        for batch in range(25):
+            gevent.joinall([gevent.spawn(one, batch * 8 + i) for i in range(8)], raise_error=True)
+    assert len(started) == 200
     assert fds() == before
-    assert [c for c in children(os.getpid()) if "supervisor.screen.worker" in " ".join(c[2:])] == []
-    assert not [pid for pid, _, _ in children(os.getpid())]
+    assert kids() - kids_before == set()  # every worker ended and was reaped with its run
+    assert not [pid for pid in started if os.path.exists(f"/proc/{pid}")]
 
 
 def test_the_mirror_follows_the_emulator_update_by_update() -> None:
