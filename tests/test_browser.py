@@ -146,6 +146,7 @@ SUMMARISE_RUNS = """
         ("\x1b[38;5mbroken", [["broken", {}]]),
     ],
 )
+@pytest.mark.slow
 def test_ansi_parser_turns_sgr_into_styled_runs(static_page: Page, text: str, runs: list[Any]) -> None:
     """SGR sequences (16/256/truecolour, attributes, resets) become styled runs; other escapes vanish."""
     got = js_module(static_page, "ansi.js", SUMMARISE_RUNS + "return m.parseAnsi(arg).runs.map((r) => [r.text, style(r.style)]);", text)
@@ -235,6 +236,7 @@ def test_command_and_extractor_fields_are_parsed_like_a_shell(static_page: Page)
 # ------------------------------------------------------------------------ dashboard + real server
 
 
+@pytest.mark.slow
 def test_dashboard_shows_a_new_agents_lines_live(page: Page, server: Server) -> None:
     """An agent started elsewhere appears in the list without a reload and its lines stream in as printed."""
     open_dashboard(page, server.url, token=server.token)
@@ -276,6 +278,7 @@ def test_partial_line_is_shown_then_completed_in_place(page: Page, server: Serve
     assert [n for n, _ in rows] == list(range(1, len(rows) + 1)), "one row per line number"
 
 
+@pytest.mark.slow
 def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: Callable[[Page, str], Any]) -> None:
     """Coloured agent output shows as spans with the right colours and attributes, no escape codes left."""
     code = (
@@ -323,6 +326,7 @@ def test_ansi_colours_render_as_styled_spans(page: Page, server: Server, shot: C
     shot(page, "dashboard")
 
 
+@pytest.mark.slow
 def test_start_form_shows_the_servers_error_message(page: Page, make_server: Callable[..., Server]) -> None:
     """When the server refuses a start, its JSON error message appears next to the form."""
     server = make_server()
@@ -342,6 +346,7 @@ def test_start_form_shows_the_servers_error_message(page: Page, make_server: Cal
     expect(page.locator("#agent-list li")).to_have_count(0)
 
 
+@pytest.mark.slow
 def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, server: Server) -> None:
     """An agent started from the form and stopped with the Stop button ends up exited in the list and header."""
     open_dashboard(page, server.url, token=server.token)
@@ -367,6 +372,7 @@ def test_stopping_an_agent_from_the_page_turns_its_badge_to_exited(page: Page, s
     assert server.get("/api/agents/sleeper")["state"] == "exited"
 
 
+@pytest.mark.slow
 def test_restart_from_the_page_follows_the_new_run(page: Page, server: Server) -> None:
     """Restarting a finished agent from the page reopens its stream and shows the new run after a separator."""
     server.create(name="again", command=python_agent("print('hello from a run')"))
@@ -488,6 +494,7 @@ def test_bounded_buffer_holds_at_its_limit_under_20000_lines(page: Page, server:
     shot(page, "dashboard-20000-lines")
 
 
+@pytest.mark.slow
 def test_auto_scroll_pauses_when_scrolled_up_and_resumes_with_the_button(page: Page, server: Server) -> None:
     """Scrolling up stops following new lines; the resume button jumps back to the bottom and follows again."""
     server.create(name="scroll", command=python_agent(BEFORE_AND_AFTER.format(n=200)))
@@ -514,6 +521,7 @@ def test_auto_scroll_pauses_when_scrolled_up_and_resumes_with_the_button(page: P
     assert scroller.evaluate(at_bottom)
 
 
+@pytest.mark.slow
 def test_filter_extractions_and_stats(page: Page, server: Server) -> None:
     """The filter narrows the visible lines, extractions fill the table, and stats poll the server."""
     code = "for i in range(1, 21): print(f'item {i}: ' + ('error: broken ' + str(i) if i % 5 == 0 else 'fine'))"
@@ -575,6 +583,7 @@ def test_reset_from_a_wiped_server_clears_the_view_and_takes_the_replay(
     expect(agent_item(page, "same").locator(".badge")).to_have_text("running")
 
 
+@pytest.mark.slow
 def test_token_is_asked_once_and_kept_for_the_tab_only(
     page: Page, make_server: Callable[..., Server], shot: Callable[[Page, str], Any]
 ) -> None:
@@ -628,6 +637,7 @@ def test_the_printed_link_signs_in_and_leaves_the_address_bar(page: Page, server
     expect(popup.locator("#log .line .tx").first).to_have_text("via the link")
 
 
+@pytest.mark.slow
 def test_no_credential_reaches_another_server_on_the_same_host(
     page: Page, server: Server, other_site: OtherSite
 ) -> None:
@@ -708,6 +718,7 @@ def test_sse_test_page_connects_and_fills_its_panels(page: Page, server: Server,
     expect(page.locator("#count-lines")).to_have_text("10")
 
 
+@pytest.mark.slow
 def test_sse_test_page_shows_every_run_of_an_agent_that_ran_several(page: Page, server: Server) -> None:
     """An ended agent's history holds a complete per run: the test page reads on past the first
     to the last run's, and stops there without reconnecting."""
@@ -723,6 +734,7 @@ def test_sse_test_page_shows_every_run_of_an_agent_that_ran_several(page: Page, 
     expect(page.locator("#count-reconnects")).to_have_text("0")
 
 
+@pytest.mark.slow
 def test_sse_test_page_resumes_with_last_event_id(
     page: Page, make_server: Callable[..., Server], proxy_to: Callable[..., Any]
 ) -> None:

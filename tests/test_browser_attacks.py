@@ -111,6 +111,7 @@ def create_body(name: str, marker: Path) -> str:
 # ------------------------------------------------------------------ another origin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["port", "name"])
 def test_no_cors_text_plain_post_runs_nothing(victim_page: Any, victim: Server, attacker: OtherSite,
                                              tmp_path: Path, where: str) -> None:

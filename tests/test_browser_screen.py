@@ -79,6 +79,7 @@ def xterm_state(page: Page) -> dict[str, Any]:
     return state
 
 
+@pytest.mark.slow
 def test_the_screen_view_draws_the_screen_and_sends_keys_as_a_terminal(page: Page, make_server: Any) -> None:
     """A full-screen agent's Screen view comes up by itself, at the agent's size, with its
     colours and cursor, row for row what GET /screen shows; printable keys, Enter, Esc,
@@ -106,6 +107,7 @@ def test_the_screen_view_draws_the_screen_and_sends_keys_as_a_terminal(page: Pag
     server.wait_state("keys", "exited")
 
 
+@pytest.mark.slow
 def test_the_log_view_stays_for_line_agents_and_the_tabs_switch(page: Page, make_server: Any) -> None:
     """An agent without a screen shows no Screen tab; for one with a screen the tabs switch
     between the log and the screen, and the screen is still there after a switch."""

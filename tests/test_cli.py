@@ -214,6 +214,7 @@ def default_data_dir_server(home: Path) -> Server:
     return Server(data_dir, [], {"HOME": str(home)}).start()
 
 
+@pytest.mark.slow
 def test_cli_with_no_flags_finds_the_server_and_its_generated_token(tmp_path: Path) -> None:
     """The user who started the server needs no flag and no variable: the CLI reads the data
     dir's server.json; ``token`` prints the token and ``token --link`` the dashboard link."""
@@ -234,6 +235,7 @@ def test_cli_with_no_flags_finds_the_server_and_its_generated_token(tmp_path: Pa
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_second_server_on_another_data_dir_is_told_apart(tmp_path: Path) -> None:
     """Two servers, two data dirs, two tokens: --data-dir (or $AGENT_SUPERVISOR_DATA_DIR) picks
     the one to talk to, and with neither the default data dir's server answers."""
@@ -306,6 +308,7 @@ class Listener:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_a_dead_servers_runtime_file_sends_its_token_nowhere(tmp_path: Path) -> None:
     """server.json left by a killed server (its pid gone), with something else now listening on
     its port: the CLI sends nothing there and says the server is not running; given that URL
@@ -457,6 +460,7 @@ def test_stop_ends_the_agent_and_its_children(server: Server) -> None:
     assert again.returncode == 0 and "not running" in again.stderr
 
 
+@pytest.mark.slow
 def test_restart_starts_the_next_run(server: Server) -> None:
     """``restart`` ends a running agent's run and waits for the next; an ended agent just starts."""
     first = server.create(name="again", command=python_agent("import time; print('up', flush=True); time.sleep(1000)"))
@@ -475,6 +479,7 @@ def test_restart_starts_the_next_run(server: Server) -> None:
     assert cli("stop", "again", "--grace", "1", server=server).returncode == 0
 
 
+@pytest.mark.slow
 def test_rm_deletes_and_refuses_a_running_agent_without_force(server: Server) -> None:
     """``rm`` deletes an ended agent and its history; a running one only with ``--force``."""
     server.create(name="old", command=python_agent("print('bye')"))
@@ -493,6 +498,7 @@ def test_rm_deletes_and_refuses_a_running_agent_without_force(server: Server) ->
     assert not alive(busy["pid"])
 
 
+@pytest.mark.slow
 def test_send_answers_a_prompt(server: Server) -> None:
     """``send NAME TEXT`` types the text and Enter into the agent, which reads it."""
     server.create(name="asker", command=[sys.executable, DEMO, "--speed", "0", "--prompt-timeout", "30"])
@@ -514,6 +520,7 @@ def test_send_to_an_agent_that_ended(server: Server) -> None:
     one_line_error(result)
 
 
+@pytest.mark.slow
 def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
     """``list`` shows name, state, pid, uptime or exit, lines, clients and what the processes
     cost; ``--json`` the API's."""
@@ -535,6 +542,7 @@ def test_list_shows_a_table(make_server: Callable[..., Server]) -> None:
     assert cli("stop", "busy", "--grace", "1", server=server).returncode == 0
 
 
+@pytest.mark.slow
 def test_stats_table_and_json(make_server: Callable[..., Server]) -> None:
     """``stats`` shows the stream counters readably; ``--json`` prints the endpoint's JSON."""
     server = make_server()
@@ -699,6 +707,7 @@ def test_screen_prints_the_screen_and_follows_it_in_a_pipe(server: Server, live:
     server.request("POST", "/api/agents/cli-screen/stop", {"grace_s": 0})
 
 
+@pytest.mark.slow
 def test_screen_follow_redraws_the_screen_in_a_terminal(server: Server) -> None:
     """On a terminal ``--follow`` draws the agent's screen on the user's alternate screen, with
     the agent's cursor, and redraws the rows that change: fed to a virtual screen of the
@@ -731,6 +740,7 @@ def test_screen_follow_redraws_the_screen_in_a_terminal(server: Server) -> None:
     server.request("POST", "/api/agents/cli-follow/stop", {"grace_s": 0})
 
 
+@pytest.mark.slow
 def test_tail_and_run_show_a_full_screen_programs_settled_screens(server: Server) -> None:
     """A full-screen program prints no lines (its output is its screen's): ``tail`` shows its
     settled screen as a frame of rows on stdout, only the newest one (``--from-start``: each

@@ -80,6 +80,7 @@ def test_start_returns_once_the_agent_runs(server: Server) -> None:
         assert cli("stop", name, "--grace", "1", server=server).returncode == 0
 
 
+@pytest.mark.slow
 def test_json_on_every_command(server: Server) -> None:
     """stop, restart, rm, send, resize, token and list answer with JSON under ``--json``."""
     server.create(name="js", command=PROMPT)
@@ -100,6 +101,7 @@ def test_json_on_every_command(server: Server) -> None:
     assert "js" not in cli("list", "--names", server=server).stdout.split()
 
 
+@pytest.mark.slow
 def test_tail_announces_each_run_and_prints_the_pending_prompt(server: Server) -> None:
     """``tail`` notes every run's start; ``-n`` counts complete lines only (text and --json);
     a prompt that waits is printed last, even in a pipe."""
@@ -135,6 +137,7 @@ def test_last_lines_counts_complete_lines() -> None:
     assert last_lines(events, 0) == []
 
 
+@pytest.mark.slow
 def test_list_shows_who_waits_for_input(server: Server) -> None:
     """``list`` marks an agent at its prompt, and says how to answer it."""
     server.create(name="lw", command=PROMPT)

@@ -535,6 +535,7 @@ def stop_and_check_nothing_left(server: Server, codex: OfflineCodex, name: str, 
     assert done["ended"] >= len(alive_at_stop), (done, alive_at_stop)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_codex_full_screen_asks_first_whether_to_trust_a_repository(
         offline: Callable[..., OfflineCodex], tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def bash_complete(tmp_path: Path, words: list[str], env: dict[str, str] | None =
     return [line for line in result.stdout.splitlines() if line]
 
 
+@pytest.mark.slow
 def test_bash_completes_commands_options_and_choices(tmp_path: Path) -> None:
     """Commands by prefix, each command's own options, and option values that have choices."""
     assert bash_complete(tmp_path, ["agent-supervisor", "st"]) == ["start", "stats", "stop"]
@@ -42,6 +43,7 @@ def test_bash_completes_commands_options_and_choices(tmp_path: Path) -> None:
     assert bash_complete(tmp_path, ["agent-supervisor", "tail", "x", "--col"]) == ["--color", "--colour"]
 
 
+@pytest.mark.slow
 def test_bash_completes_agent_names_from_the_server(tmp_path: Path, server: Server) -> None:
     """A NAME is completed with the agents the running server has."""
     for name in ("alpha-1", "alpha-2", "beta"):

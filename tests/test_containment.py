@@ -308,6 +308,7 @@ def test_leftover_is_kept_with_leftovers_keep(reg: Registry, tmp_path: Path) -> 
             kill_quietly(int(pidfile.read_text()))
 
 
+@pytest.mark.slow
 def test_cli_stop_of_an_exited_agent_ends_what_it_kept(server: Server, tmp_path: Path) -> None:
     """``agent-supervisor stop`` of an agent whose run has ended but kept a daemon (leftovers =
     "keep") ends the daemon, waits for it and says so; the agent shows no figures after that."""

@@ -74,6 +74,7 @@ def write_config(path: Path, text: str) -> Path:
 # ---------------------------------------------------------------------- pure helpers (no server)
 
 
+@pytest.mark.slow
 def test_words_are_quoted_counts_plural_and_figures_compact(static_page: Page) -> None:
     """shellQuote gives back what a shell needs typed; plural, duration and bytes read right."""
     result = static_page.evaluate(
@@ -115,6 +116,7 @@ def test_the_header_keeps_shell_quoting_and_counts_read_right(page: Page, server
     shot(page, "dashboard-quoting-plurals")
 
 
+@pytest.mark.slow
 def test_the_filter_keeps_the_separator_of_each_run_with_a_match(page: Page, server: Server, tmp_path: Path,
                                                                   shot: Shot) -> None:
     """Under a filter, a run's separator shows while one of its lines matches (line numbers
@@ -150,6 +152,7 @@ def test_the_filter_keeps_the_separator_of_each_run_with_a_match(page: Page, ser
     expect(page.locator("#term-lines .row.sep:not([hidden])")).to_have_text(["run 2", "run 3", "run 4"])
 
 
+@pytest.mark.slow
 def test_at_700_px_values_statistics_and_buttons_stay_usable(page: Page, server: Server, shot: Shot) -> None:
     """At 700 px wide nothing overflows the window: the statistics stay, extraction values
     show whole, and the agent's buttons and the input are on screen."""
@@ -183,6 +186,7 @@ def test_at_700_px_values_statistics_and_buttons_stay_usable(page: Page, server:
     assert server.request("POST", "/api/agents/narrow-agent-with-a-long-name/input", {"data": "\n"}).status == 204
 
 
+@pytest.mark.slow
 def test_the_start_form_folds_so_fourteen_agents_fit(page: Page, make_server: Callable[..., Server],
                                                      shot: Shot) -> None:
     """With agents already there the start form starts folded and every one of 14 cards is on
@@ -239,6 +243,7 @@ def test_each_card_shows_cpu_memory_uptime_and_restarts(page: Page, server: Serv
     expect(cells.locator(".cell.up")).to_have_text("up –")
 
 
+@pytest.mark.slow
 def test_stop_all_download_and_delete(page: Page, make_server: Callable[..., Server], shot: Shot) -> None:
     """Stop all ends every running agent after one confirmation; Download log saves the raw
     output.log bytes; Delete removes an ended agent, and a running one after stopping it (the
@@ -286,6 +291,7 @@ def test_stop_all_download_and_delete(page: Page, make_server: Callable[..., Ser
     shot(page, "dashboard-after-delete")
 
 
+@pytest.mark.slow
 def test_waiting_agents_get_a_badge_and_the_title_counts_them(page: Page, make_server: Callable[..., Server],
                                                               tmp_path: Path, shot: Shot) -> None:
     """Two agents at a prompt: each card and the header show the badge, the title starts with

@@ -66,6 +66,7 @@ def as_nobody_readable(paths: list[Path]) -> list[str]:
     return readable
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="trying as another user needs root (CI runs as root)")
 def test_another_user_can_read_nothing_in_the_data_dir(home: Path) -> None:
     """An agent with an API key in its environment that is typed a password: afterwards every
@@ -150,6 +151,7 @@ def test_a_second_lock_names_the_holder_and_a_release_frees_it(tmp_path: Path) -
     datadir.lock(tmp_path).release()
 
 
+@pytest.mark.slow
 def test_a_second_server_on_the_same_data_dir_refuses_to_start(make_server: Callable[..., Server],
                                                                tmp_path: Path) -> None:
     """Two live servers on one data directory would end each other's runs: the second one

@@ -62,6 +62,7 @@ def test_a_prompt_with_no_output_waits_and_input_clears_it(quick: Registry) -> N
     assert waits(quick, "ask")[1]["reason"] == "input"
 
 
+@pytest.mark.slow
 def test_output_clears_the_flag_and_whole_lines_never_set_it(quick: Registry) -> None:
     """A pause after ``Working...`` looks like a prompt until output resumes (reason output);
     a program that prints whole lines and pauses is never waiting; the end of a run clears."""
@@ -78,6 +79,7 @@ def test_output_clears_the_flag_and_whole_lines_never_set_it(quick: Registry) ->
     assert waits(quick, "pause")[-1] == {"waiting_input": False, "reason": "exit", "run": 1}
 
 
+@pytest.mark.slow
 def test_streams_and_the_agent_json_carry_it(make_server: Callable[..., Server]) -> None:
     """The events reach the agent's stream and /api/stream; GET shows waiting_input and prompt."""
     server = make_server(env={"AGENT_SUPERVISOR_INPUT_WAIT_S": "0.5"})

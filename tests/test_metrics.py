@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.processes import Server, python_agent
@@ -27,6 +28,7 @@ def value(families: dict[str, Any], name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name}{labels} in {family.samples}")
 
 
+@pytest.mark.slow
 def test_metrics_cover_agents_streams_storage_and_flushes(make_server: Callable[..., Server]) -> None:
     """Agents by state, restarts, lines and extractions per agent, CPU and memory, events
     published and delivered, bytes, clients, slow drops, storage errors and the flush histogram,

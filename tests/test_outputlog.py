@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from supervisor.health import StorageHealth
 from supervisor.outputlog import OutputLog, kept_files, rotate
 
@@ -120,6 +122,7 @@ def test_a_rotation_that_fails_drops_and_counts_then_resumes(tmp_path: Path) -> 
 FLOOD = python_agent("import sys\nfor i in range(4000): sys.stdout.write(f'line {i:05d} ' + 'x' * 40 + '\\n')\n")
 
 
+@pytest.mark.slow
 def test_download_is_every_kept_byte_oldest_first(make_server: Callable[..., Server]) -> None:
     """The download is the rotated files then output.log, byte for byte, as an attachment; each
     file is at most output_log_max_bytes."""
@@ -155,6 +158,7 @@ def test_no_log_and_no_agent_are_404_json(server: Server) -> None:
     assert missing.status == 404 and missing.json()["error"]["code"] == "no_output_log"
 
 
+@pytest.mark.slow
 def test_a_stalled_download_holds_nobody_else(make_server: Callable[..., Server]) -> None:
     """A client that stops reading a large download keeps its piece, not the server: other
     requests are answered meanwhile, and the download then completes whole."""
@@ -197,6 +201,7 @@ WAITER = python_agent(
 )
 
 
+@pytest.mark.slow
 def test_a_failed_rotation_is_reported_everywhere_and_the_agent_goes_on(make_server: Callable[..., Server]) -> None:
     """output.log cannot be rotated (a directory stands where output.log.1 goes): /healthz says
     degraded and names the file, /metrics counts the failed write, the dropped bytes and the

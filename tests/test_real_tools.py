@@ -108,6 +108,7 @@ def npm_lines(events: list[dict[str, Any]]) -> list[str]:
             if e["type"] == "log" and not e["data"].get("partial")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_npm_script_that_fails(server: Server, tmp_path: Path, npm_project: Path) -> None:
     """A failing ``npm run fail``: the run exits with the script's status, the npm profile names

@@ -128,6 +128,7 @@ def test_connections_use_gevent_sockets(url: str) -> None:
     client.close()
 
 
+@pytest.mark.slow
 def test_xread_block_does_not_hold_the_hub(url: str) -> None:
     """A ``XREAD BLOCK 1000`` that waits its whole second leaves a 50 ms ticker on time."""
     client = connect(url, socket_timeout=3.0)
@@ -219,6 +220,7 @@ def test_a_pipeline_of_10k_xadds_does_not_hold_the_hub(redis_server: Any) -> Non
     ticker.check(min_ticks=2)
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_answering_times_out_on_the_hub(redis_server: Any) -> None:
     """A paused redis-server (SIGSTOP: connections are accepted, nothing is answered) makes a
     command fail with ``redis.TimeoutError`` after ``socket_timeout``, while the ticker stays on

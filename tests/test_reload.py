@@ -222,6 +222,7 @@ def test_reload_needs_the_token_and_answers_json(make_server: Callable[..., Serv
     assert "'nope'" in bad.json()["error"]["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_an_always_agent_comes_back_after_a_server_restart(make_server: Callable[..., Server], tmp_path: Path,
                                                           how: str) -> None:

@@ -181,6 +181,7 @@ class Replayer(threading.Thread):
         self.done.set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/api/stream", "/api/agents/big-1/stream"])
 def test_healthz_answers_while_a_large_replay_runs(make_server: Any, tmp_path: Path, path: str) -> None:
     """While one client replays 300,000 events (every agent's, or one agent's), /healthz keeps

@@ -120,6 +120,7 @@ def test_the_stream_is_a_snapshot_then_diffs_that_give_the_screen(server: Server
     server.request("POST", "/api/agents/diffs/input", {"data": "\n"})
 
 
+@pytest.mark.slow
 def test_diffs_are_coalesced_to_one_per_50_ms(server: Server) -> None:
     """A program redrawing a thousand times a second gives the stream at most one diff per
     ~50 ms, and the last one has the last value."""

@@ -98,6 +98,7 @@ def test_pieces_cut_the_output_where_the_alternate_screen_switches() -> None:
     assert off.pieces(data) == [(data, False)]
 
 
+@pytest.mark.slow
 def test_feeding_a_megabyte_lets_the_hub_run_between_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """A megabyte of full-screen output is fed slice by slice, and other greenlets run between
     the slices: the hub is never held for the whole chunk. (With HOLD_S at 0 the feed yields

@@ -141,6 +141,7 @@ def test_resize_on_alternate_screen_matches_tmux(size: tuple[int, int], workdir:
         _compare(screen, tmux)
 
 
+@pytest.mark.slow
 def test_tmux_servers_are_gone(workdir: Path) -> None:
     """Every server the oracle starts is killed, and its socket removed, when the block ends."""
     require_tmux()
@@ -187,6 +188,7 @@ def _drive(server: Server, name: str, program: Program) -> None:
             assert response.status == 204
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["curses", "less", "wide"])
 def test_the_servers_screen_matches_tmux(name: str, server: Server, workdir: Path) -> None:
     """A curses program redrawing only changed cells, less paged, moved and searched, and a

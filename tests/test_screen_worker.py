@@ -134,6 +134,7 @@ def test_a_worker_that_keeps_dying_turns_the_screen_off_and_the_output_becomes_l
     assert agent.wait(10)
 
 
+@pytest.mark.slow
 def test_a_hanging_worker_is_killed_and_replaced(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that reads nothing (SIGSTOP): the queue fills to its bound, the program's
     reader waits for HANG_S, then the worker is killed, replaced, and the user told; the
@@ -147,6 +148,7 @@ def test_a_hanging_worker_is_killed_and_replaced(registry: Registry, monkeypatch
     agent.stop(grace=1)
 
 
+@pytest.mark.slow
 def test_a_flood_is_slowed_down_and_the_servers_memory_stays_bounded(registry: Registry) -> None:
     """A program drawing as fast as it can (48 MB): at most QUEUE_MAX bytes ever wait for the
     worker, this process's memory grows by far less than the flood, and the screen shows the
@@ -177,6 +179,7 @@ def test_a_flood_is_slowed_down_and_the_servers_memory_stays_bounded(registry: R
     assert agent.wait(10)
 
 
+@pytest.mark.slow
 def test_screens_started_and_ended_200_times_leave_no_process_and_no_descriptor() -> None:
     """200 runs with a screen (eight at a time): every worker ends with its run, and the
     descriptors are those of before."""

@@ -451,6 +451,7 @@ def test_chunked_body_is_read_with_the_same_limit(shared: Server) -> None:
     healthy(shared)
 
 
+@pytest.mark.slow
 def test_body_shorter_than_its_length_times_out_and_closes(shared: Server) -> None:
     """A body that stops before its Content-Length gets 408 after request_timeout_s (1 s here)
     and the connection is closed: no minute-long hang."""
@@ -463,6 +464,7 @@ def test_body_shorter_than_its_length_times_out_and_closes(shared: Server) -> No
     healthy(shared)
 
 
+@pytest.mark.slow
 def test_a_head_that_stops_arriving_times_out(shared: Server) -> None:
     """A request head that stalls half-way gets 408 and the connection closes."""
     answer, took = raw(shared, b"GET /api/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n")

@@ -334,6 +334,7 @@ def test_a_lagging_bus_gives_no_duplicate_and_no_gap() -> None:
         log.close()
 
 
+@pytest.mark.slow
 def test_a_hundred_agents_starting_together_drop_no_fast_reader(config: Any) -> None:
     """A burst is not slowness: 100 agents starting at once put thousands of events into a few
     flushes, far past queue_size; a client of /api/stream that reads as fast as it can keeps up

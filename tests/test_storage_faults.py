@@ -49,6 +49,7 @@ class Heard:
 PRINTER = "import time\nfor i in range({n}):\n    print(f'line {{i}}', flush=True)\n    time.sleep({pause})"
 
 
+@pytest.mark.slow
 def test_eio_on_history_keeps_the_agent_streaming_and_resets_resumers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """History writes that fail with EIO for a while: the agent runs on and every line reaches
@@ -122,6 +123,7 @@ def _run(registry: Registry, body: dict[str, Any], stop: bool) -> None:
     assert agent.wait(20), f"stuck in {agent.state}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [False, True], ids=["exits", "stopped"])
 def test_a_failure_at_each_step_still_ends_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: bool) -> None:
     """Every write on the way from start to the end of a run (record, output, history, manifest,
@@ -189,6 +191,7 @@ def test_a_new_agent_on_a_full_disk_is_507_and_nothing_is_half_made(
         close_app(app, grace=1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("memory", [10_000, 10], ids=["all-in-memory", "some-lost"])
 def test_a_segment_and_output_removed_underneath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture, memory: int) -> None:
@@ -231,6 +234,7 @@ def _events(server: Server, path: str, headers: dict[str, str], until: str, time
         return stream.until(lambda e: e.event == until, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_full_disk_on_a_real_tmpfs(tmp_path: Path) -> None:
     """The data directory on a 2 MB tmpfs that fills up while an agent prints 6,000 lines: the
     agent runs to its end and a live client gets every line; one storage_failed error event,
