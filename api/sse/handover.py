@@ -44,3 +44,15 @@ def take_socket(gsock: Any) -> socket.socket:
     sock = socket.socket(fileno=gsock.detach())
     sock.setblocking(False)
     return sock
+
+
+def eof_reason(sock: socket.socket) -> str | None:
+    """Read what a stream's client sent (meaningless: it is read only to notice EOF) and say
+    why to close, if it is time to: the peer closed, or the read failed. None: keep going."""
+    try:
+        data = sock.recv(4096)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        return f"read failed: {exc.strerror or exc}"
+    return None if data else "client disconnected"

@@ -472,16 +472,9 @@ class SSEManager:
         sock = client.sock
         if sock is None:
             return
-        try:
-            data = sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._close(client, f"read failed: {exc.strerror or exc}")
-            return
-        if not data:
-            self._close(client, "client disconnected")
-        # Anything a client sends on a stream is meaningless; it is read only to notice EOF.
+        reason = handover.eof_reason(sock)
+        if reason is not None:
+            self._close(client, reason)
 
     def _drop_slow(self, client: Connection, unfinished: bytes = b"") -> None:
         """The backlog is full: say why if the socket still takes it, and close. ``unfinished``

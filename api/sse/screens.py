@@ -249,15 +249,9 @@ class ScreenStreams:
         sock = client.sock
         if sock is None:
             return
-        try:
-            data = sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._close(client, f"read failed: {exc.strerror or exc}")
-            return
-        if not data:
-            self._close(client, "client disconnected")
+        reason = handover.eof_reason(sock)
+        if reason is not None:
+            self._close(client, reason)
 
     def _close(self, client: _Client, reason: str) -> None:
         sock, client.sock = client.sock, None
